@@ -1,0 +1,52 @@
+"""Input checks shared by the stages: missing columns, empty or missing texts, vector shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pt_dense.errors import InputError, MissingColumnsError
+
+
+def require_columns(columns: Iterable[str], required: Sequence[str], stage: object) -> None:
+    """Raise :class:`MissingColumnsError` naming the columns of ``required`` that ``columns`` lacks."""
+    present = set(columns)
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise MissingColumnsError(
+            f"{type(stage).__name__} needs the column(s) {missing} but its input has {sorted(present)}; "
+            f"put a stage that produces them before it (e.g. a retriever for 'docno', an encoder for '*_vec')"
+        )
+
+
+def clean_texts(values: Sequence[object], ids: Sequence[object], what: str) -> list[str]:
+    """Texts as a list of str; a None/NaN/non-string or blank one is an :class:`InputError` that names its id."""
+    bad = [i for i, v in zip(ids, values) if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise InputError(
+            f"{len(bad)} {what}(s) are empty, None or NaN (ids: {list(bad)[:5]}{'...' if len(bad) > 5 else ''}); "
+            f"drop or fill them before encoding"
+        )
+    return list(values)  # type: ignore[arg-type]
+
+
+def stack_vectors(column: pd.Series, dim: int | None, what: str) -> np.ndarray:
+    """A column of 1-d vectors as one C-contiguous float32 matrix, checked against ``dim``."""
+    if len(column) == 0:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    try:
+        matrix = np.ascontiguousarray(np.stack(column.to_numpy()), dtype=np.float32)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{what} holds vectors of different lengths or non-numeric values: {err}") from err
+    if matrix.ndim != 2:
+        raise InputError(f"{what} must hold 1-d vectors, got shape {matrix.shape[1:]}")
+    if dim is not None and matrix.shape[1] != dim:
+        raise InputError(
+            f"{what} has dimension {matrix.shape[1]} but the index has dimension {dim}: "
+            "encode with the encoder that built the index"
+        )
+    if not np.isfinite(matrix).all():
+        raise InputError(f"{what} holds NaN or infinite values")
+    return matrix

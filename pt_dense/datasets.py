@@ -1,0 +1,123 @@
+"""Test collections: BEIR-format folders (as in ../shared/data), the embedded SciFact, and ir_datasets ids.
+
+A BEIR-format folder holds ``corpus.jsonl.gz`` (docno, title, text), ``queries.jsonl`` (qid, query) and
+``qrels/<split>.tsv`` (TREC qrels without header). A document's text is ``title + " " + text``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from pt_dense.errors import InputError
+
+EMBEDDED = Path(__file__).parent / "data"
+
+
+class BeirDataset:
+    """A BEIR-format collection on disk, with PyTerrier's dataset methods."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = Path(path)
+        self.name = name or self.path.name
+        missing = [f for f in ("queries.jsonl", "qrels") if not (self.path / f).exists()]
+        if not self._corpus_file():
+            missing.append("corpus.jsonl(.gz)")
+        if missing:
+            raise InputError(f"{self.path} is not a BEIR-format folder: it lacks {', '.join(missing)}")
+
+    def __repr__(self) -> str:
+        return f"BeirDataset({str(self.path)!r})"
+
+    def _corpus_file(self) -> Path | None:
+        for name in ("corpus.jsonl.gz", "corpus.jsonl"):
+            if (self.path / name).exists():
+                return self.path / name
+        return None
+
+    def splits(self) -> list[str]:
+        return sorted(p.stem for p in (self.path / "qrels").glob("*.tsv"))
+
+    @cached_property
+    def _queries(self) -> pd.DataFrame:
+        with open(self.path / "queries.jsonl", encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return pd.DataFrame(rows, columns=["qid", "query"]).astype(str)
+
+    def qrels(self, split: str = "test") -> pd.DataFrame:
+        """TREC qrels of a split as ``qid, docno, label`` (string ids, integer labels)."""
+        file = self.path / "qrels" / f"{split}.tsv"
+        if not file.exists():
+            raise InputError(f"{self.name} has no split {split!r}; its splits: {self.splits()}")
+        qrels = pd.read_csv(file, sep=r"\s+", header=None, names=["qid", "iter", "docno", "label"],
+                            dtype={"qid": str, "iter": str, "docno": str, "label": int})
+        return qrels[["qid", "docno", "label"]]
+
+    def topics(self, split: str = "test") -> pd.DataFrame:
+        """The judged queries of a split as ``qid, query``, in qrels order of first appearance."""
+        qids = self.qrels(split)["qid"].drop_duplicates()
+        topics = self._queries.set_index("qid").reindex(qids).reset_index()
+        return topics[topics["query"].notna()].reset_index(drop=True)
+
+    def corpus_iter(self) -> Iterator[dict[str, str]]:
+        """Documents as ``{"docno", "text"}`` dicts with ``text = title + " " + text``; knows its length."""
+        return _CorpusIter(self._corpus_file(), self.corpus_size)
+
+    get_corpus_iter = corpus_iter  # PyTerrier's dataset name for it
+
+    @cached_property
+    def corpus_size(self) -> int:
+        with _open(self._corpus_file()) as f:
+            return sum(1 for line in f if line.strip())
+
+    def info(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "docs": self.corpus_size, "splits": self.splits()}
+
+
+class _CorpusIter:
+    """An iterator over a corpus file that also knows its length (for progress bars)."""
+
+    def __init__(self, file: Path, size: int):
+        self._file, self._size = file, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        with _open(self._file) as f:
+            for line in f:
+                if line.strip():
+                    doc = json.loads(line)
+                    title, text = doc.get("title") or "", doc.get("text") or ""
+                    yield {"docno": str(doc["docno"]), "text": f"{title} {text}".strip()}
+
+
+def _open(file: Path):
+    return gzip.open(file, "rt", encoding="utf-8") if file.suffix == ".gz" else open(file, encoding="utf-8")
+
+
+def load(name_or_path: str | Path):
+    """A BEIR-format folder, an embedded collection (``"scifact"``), or an ir_datasets id (``"irds:..."``, online).
+
+    ``../shared/data``-style folders are given by path. ``"scifact"`` is the copy that ships inside the package.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return BeirDataset(path)
+    name = str(name_or_path)
+    if (EMBEDDED / name).is_dir():
+        return BeirDataset(EMBEDDED / name, name=name)
+    if name.startswith("irds:"):
+        import pyterrier as pt
+
+        return pt.get_dataset(name)
+    embedded = sorted(p.name for p in EMBEDDED.iterdir() if p.is_dir()) if EMBEDDED.is_dir() else []
+    raise InputError(
+        f"no collection {name!r}: give a BEIR-format folder, an embedded name ({', '.join(embedded) or 'none'}) "
+        "or an ir_datasets id such as 'irds:beir/scifact/test'"
+    )

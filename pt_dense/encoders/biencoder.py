@@ -1,0 +1,258 @@
+"""BiEncoder: a Hugging Face model + tokenizer + pooling + normalisation that turns texts into vectors.
+
+One model serves both sides; queries and documents differ only by their max length and optional text prefix.
+Inference sorts texts by token length, pads per batch, runs under ``torch.inference_mode()`` and restores the input
+order, so the cost of padding is paid only once per length bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from pt_dense.errors import InputError
+from pt_dense.models import resolve_model
+
+Pooling = Literal["mean", "cls"]
+Side = Literal["query", "doc"]
+
+#: encode calls with at least this many texts show a progress bar (unless ``progress=False``)
+PROGRESS_MIN_TEXTS = 2000
+CONFIG_FILE = "pt_dense_encoder.json"
+
+
+class BiEncoder:
+    """A shared-weight bi-encoder; see :meth:`from_pretrained` to build one."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        *,
+        pooling: Pooling = "mean",
+        normalize: bool = True,
+        query_max_length: int = 256,
+        doc_max_length: int = 256,
+        query_prefix: str = "",
+        doc_prefix: str = "",
+        batch_size: int = 32,
+        name: str | None = None,
+        device: str | torch.device | None = None,
+    ):
+        if pooling not in ("mean", "cls"):
+            raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if min(query_max_length, doc_max_length) < 2:
+            raise InputError("max lengths must be at least 2 tokens (room for [CLS] and [SEP])")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.pooling: Pooling = pooling
+        self.normalize = normalize
+        self.query_max_length = query_max_length
+        self.doc_max_length = doc_max_length
+        self.query_prefix = query_prefix
+        self.doc_prefix = doc_prefix
+        self.batch_size = batch_size
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "minilm", **settings) -> BiEncoder:
+        """Load a packaged short name (``"minilm"``), a local HF folder, or a hub id (when online).
+
+        Pooling, normalisation and max length are read from a sentence-transformers folder when present
+        (``1_Pooling/config.json``, ``modules.json``, ``sentence_bert_config.json``) or from a folder saved by
+        :meth:`save`; keyword ``settings`` override them.
+        """
+        from transformers import AutoModel, AutoTokenizer
+
+        source = resolve_model(name_or_path)
+        defaults = _read_folder_settings(Path(source)) if Path(source).is_dir() else {}
+        defaults.setdefault("name", name_or_path)
+        defaults.update(settings)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModel.from_pretrained(source)
+        return cls(model, tokenizer, **defaults)
+
+    def settings(self) -> dict:
+        """The settings that, with the weights, define the vectors this encoder produces."""
+        return {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "query_max_length": self.query_max_length,
+            "doc_max_length": self.doc_max_length,
+            "query_prefix": self.query_prefix,
+            "doc_prefix": self.doc_prefix,
+        }
+
+    def descriptor(self) -> dict:
+        """What an index records about the encoder that made its vectors."""
+        return {"fingerprint": self.fingerprint, "name": self.name, "dim": self.dim, "settings": self.settings()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write model, tokenizer and settings to a folder that :meth:`from_pretrained` reads back."""
+        from pt_dense._atomic import atomic_dir
+
+        with atomic_dir(path, overwrite=True) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / CONFIG_FILE).write_text(json.dumps({**self.settings(), "name": self.name}, indent=2))
+        return Path(path)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable hash of the weights and the settings; an index records it and refuses other encoders."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(json.dumps(self.settings(), sort_keys=True).encode())
+            for key, tensor in sorted(self.model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def weights_changed(self) -> None:
+        """Forget the cached fingerprint; call after changing the weights (training does)."""
+        self._fingerprint = None
+
+    def __repr__(self) -> str:
+        return f"BiEncoder({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"
+
+    # ------------------------------------------------------------------ encoding
+    def tokenize(self, texts: Sequence[str], side: Side) -> list[list[int]]:
+        """Token ids (with special tokens, truncated to the side's max length) of each text, not padded."""
+        prefix = self.query_prefix if side == "query" else self.doc_prefix
+        max_length = self.query_max_length if side == "query" else self.doc_max_length
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+        return self.tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+
+    def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Pad token ids into ``input_ids`` and ``attention_mask`` tensors on the encoder's device."""
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        return {
+            "input_ids": torch.from_numpy(input_ids).to(self.device),
+            "attention_mask": torch.from_numpy(mask).to(self.device),
+        }
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled (and normalised) embeddings of a collated batch, with gradients when enabled."""
+        hidden = self.model(**batch).last_hidden_state
+        return self.pool(hidden, batch["attention_mask"])
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def embed(self, texts: Sequence[str], side: Side) -> torch.Tensor:
+        """Embeddings of a few texts with gradients (for training): no sorting, one batch."""
+        return self.forward(self.collate(self.tokenize(texts, side)))
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        side: Side = "doc",
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """float32 vectors, one row per text, in input order.
+
+        Texts are sorted by token length so each batch is padded only to its own longest text.
+        """
+        if side not in ("query", "doc"):
+            raise InputError(f"side must be 'query' or 'doc', not {side!r}")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch_size = batch_size or self.batch_size
+        ids = self.tokenize(texts, side)
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS
+        starts = range(0, len(ids), batch_size)
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(ids), desc=f"encoding {side}s", unit=side, smoothing=0.05)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in starts:
+                    rows = order[start : start + batch_size]
+                    vectors = self.forward(self.collate([ids[i] for i in rows]))
+                    out[rows] = vectors.float().cpu().numpy()
+                    if show:
+                        bar.update(len(rows))
+        finally:
+            self.model.train(was_training)
+            if show:
+                bar.close()
+        return out
+
+    def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
+        return self.encode(texts, "query", **kwargs)
+
+    def encode_docs(self, texts: Sequence[str], **kwargs) -> np.ndarray:
+        return self.encode(texts, "doc", **kwargs)
+
+    # ------------------------------------------------------------------ PyTerrier stages
+    def query_encoder(self, batch_size: int | None = None):
+        """Stage ``qid, query -> + query_vec`` (each distinct query encoded once)."""
+        from pt_dense.encoders.stages import QueryEncoder
+
+        return QueryEncoder(self, batch_size=batch_size)
+
+    def doc_encoder(self, batch_size: int | None = None):
+        """Stage ``docno, text -> + doc_vec``."""
+        from pt_dense.encoders.stages import DocEncoder
+
+        return DocEncoder(self, batch_size=batch_size)
+
+    def scorer(self, batch_size: int | None = None):
+        """Stage re-ranking ``qid, query, docno, text`` rows by encoding both sides (see DenseIndex.scorer for the
+        cheaper path that reads stored document vectors)."""
+        from pt_dense.encoders.stages import TextScorer
+
+        return TextScorer(self, batch_size=batch_size)
+
+
+def _read_folder_settings(folder: Path) -> dict:
+    """Settings stored beside a model: ours (from :meth:`BiEncoder.save`) or sentence-transformers'."""
+    ours = folder / CONFIG_FILE
+    if ours.exists():
+        return json.loads(ours.read_text())
+    settings: dict = {}
+    pooling_file = folder / "1_Pooling" / "config.json"
+    if pooling_file.exists():
+        pooling = json.loads(pooling_file.read_text())
+        settings["pooling"] = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+    modules_file = folder / "modules.json"
+    if modules_file.exists():
+        modules = json.loads(modules_file.read_text())
+        settings["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+    st_file = folder / "sentence_bert_config.json"
+    if st_file.exists():
+        max_length = json.loads(st_file.read_text()).get("max_seq_length")
+        if max_length:
+            settings["query_max_length"] = settings["doc_max_length"] = int(max_length)
+    return settings

@@ -1,0 +1,111 @@
+"""PyTerrier stages around a BiEncoder: query encoder, document encoder, and a text re-ranker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pt_dense._validate import clean_texts, require_columns
+
+#: DataFrame.attrs key under which a query encoder records the fingerprint of the encoder that made ``query_vec``
+ENCODER_ATTR = "pt_dense.query_encoder"
+#: record key under which DocEncoder.transform_iter tells an indexer which encoder made ``doc_vec``
+ENCODER_KEY = "_pt_dense_encoder"
+
+
+class _EncoderStage(pt.Transformer):
+    """Shared plumbing: the encoder, a batch size, equality by configuration."""
+
+    required: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+
+    def __init__(self, encoder, batch_size: int | None = None):
+        self.encoder = encoder
+        self.batch_size = batch_size or encoder.batch_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.encoder!r}, batch_size={self.batch_size})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.encoder is other.encoder and self.batch_size == other.batch_size
+
+    def __hash__(self) -> int:
+        return hash((type(self), id(self.encoder), self.batch_size))
+
+    def transform_inputs(self) -> list[str]:
+        return list(self.required)
+
+    def transform_outputs(self, input_columns: list[str]) -> list[str]:
+        require_columns(input_columns, self.required, self)
+        return list(input_columns) + [c for c in self.produces if c not in input_columns]
+
+
+class QueryEncoder(_EncoderStage):
+    """``qid, query`` -> adds ``query_vec``; on result frames each distinct query is encoded once."""
+
+    required = ("qid", "query")
+    produces = ("query_vec",)
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, self.required, self)
+        queries = inp["query"].to_numpy()
+        clean_texts(queries, inp["qid"].to_numpy(), "query")
+        unique, inverse = np.unique(queries.astype(str), return_inverse=True)
+        vectors = self.encoder.encode(list(unique), "query", batch_size=self.batch_size)
+        out = inp.assign(query_vec=list(vectors[inverse]))
+        out.attrs[ENCODER_ATTR] = self.encoder.fingerprint
+        return out
+
+
+class DocEncoder(_EncoderStage):
+    """``docno, text`` -> adds ``doc_vec``.
+
+    In an indexing pipeline PyTerrier hands this stage ``batch_size`` documents at a time; the encoder then splits
+    them into model batches of its own ``batch_size`` after sorting by length, so a larger stage batch pads less.
+    """
+
+    required = ("docno", "text")
+    produces = ("doc_vec",)
+
+    def __init__(self, encoder, batch_size: int | None = None):
+        super().__init__(encoder, batch_size or max(encoder.batch_size, 1024))
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, self.required, self)
+        texts = clean_texts(inp["text"].to_numpy(), inp["docno"].to_numpy(), "document text")
+        vectors = self.encoder.encode(texts, "doc")
+        return inp.assign(doc_vec=list(vectors))
+
+    def transform_iter(self, inp):
+        """Records in, records out; each also names the encoder (ENCODER_KEY), which an indexer records."""
+        records = list(inp)
+        if not records:
+            return
+        descriptor = self.encoder.descriptor()
+        for record in self.transform(pd.DataFrame(records)).to_dict("records"):
+            record[ENCODER_KEY] = descriptor
+            yield record
+
+
+class TextScorer(_EncoderStage):
+    """Re-ranks ``qid, query, docno, text`` rows by the dot product of freshly encoded query and document.
+
+    Encoding candidate texts costs hundreds of times more than reading stored vectors: when the documents are in a
+    DenseIndex, prefer ``index.scorer()``.
+    """
+
+    required = ("qid", "query", "docno", "text")
+    produces = ("score", "rank")
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, self.required, self)
+        if len(inp) == 0:
+            return inp.assign(score=pd.Series(dtype=np.float32), rank=pd.Series(dtype=np.int64))
+        with_q = QueryEncoder(self.encoder, self.batch_size).transform(inp)
+        docs = clean_texts(inp["text"].to_numpy(), inp["docno"].to_numpy(), "document text")
+        doc_vecs = self.encoder.encode(docs, "doc", batch_size=self.batch_size)
+        scores = np.einsum("ij,ij->i", np.stack(with_q["query_vec"].to_numpy()), doc_vecs)
+        out = inp.assign(score=scores)
+        out = pt.model.add_ranks(out)
+        return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,139 @@
+"""DenseIndexer: streams ``docno, doc_vec`` records to disk in chunks, atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyterrier as pt
+
+import uuid
+
+from pt_dense._atomic import atomic_dir
+from pt_dense.encoders.stages import ENCODER_KEY
+from pt_dense.errors import InputError, MissingColumnsError
+from pt_dense.index.dense_index import DOCNOS_FILE, FORMAT, FORMAT_VERSION, META_FILE, VECTORS_FILE, DenseIndex
+
+NORM_TOLERANCE = 1e-3
+
+
+class DenseIndexer(pt.Indexer):
+    """Writes the vectors of an iterable of records into a DenseIndex folder.
+
+    Vectors go to disk every ``chunk_size`` documents, so corpora larger than memory index fine. Everything is
+    written to a temporary sibling folder and renamed into place at the end: an interrupted run leaves nothing.
+    """
+
+    def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True):
+        self.index_ref = index
+        self.overwrite = overwrite
+        self.chunk_size = chunk_size
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return f"DenseIndexer({str(self.index_ref.path)!r}, overwrite={self.overwrite})"
+
+    def transform_inputs(self) -> list[str]:
+        return ["docno", "doc_vec"]
+
+    def index(self, iter: Iterable[dict], **_) -> DenseIndex:  # noqa: A002 (PyTerrier's name)
+        total = len(iter) if hasattr(iter, "__len__") else None
+        with atomic_dir(self.index_ref.path, overwrite=self.overwrite) as tmp:
+            stats = self._write(iter, tmp, total)
+            meta = {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "dim": stats["dim"],
+                "count": stats["count"],
+                "dtype": "float32",
+                "normalized": stats["normalized"],
+                "encoder": stats["encoder"],
+                "accepts": [stats["encoder"]["fingerprint"]] if stats["encoder"] else [],
+                "build_id": uuid.uuid4().hex,
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+            artifact = {"type": DenseIndex.ARTIFACT_TYPE, "format": DenseIndex.ARTIFACT_FORMAT,
+                        "package_hint": DenseIndex.ARTIFACT_PACKAGE_HINT}
+            (tmp / "pt_meta.json").write_text(json.dumps(artifact))
+        for attr in ("meta", "vectors", "docnos", "docno_lookup"):
+            self.index_ref.__dict__.pop(attr, None)
+        return self.index_ref
+
+    def _write(self, records: Iterable[dict], folder: Path, total: int | None) -> dict:
+        from tqdm.auto import tqdm
+
+        seen: set[str] = set()
+        dim: int | None = None
+        encoder: dict | None = None
+        normalized = True
+        count = 0
+        bar = tqdm(total=total, desc="indexing", unit="doc", disable=not self.progress, smoothing=0.05)
+        with open(folder / VECTORS_FILE, "wb") as vec_out, open(folder / DOCNOS_FILE, "w", encoding="utf-8") as ids_out:
+            for chunk in _chunks(records, self.chunk_size):
+                if count == 0:
+                    missing = [c for c in ("docno", "doc_vec") if c not in chunk[0]]
+                    if missing:
+                        raise MissingColumnsError(
+                            f"the indexer needs records with {missing}; put a document encoder before it: "
+                            "enc.doc_encoder() >> index.indexer()"
+                        )
+                    encoder = chunk[0].get(ENCODER_KEY)
+                docnos = [_check_docno(r.get("docno"), seen) for r in chunk]
+                if any(_fingerprint(r) != _fingerprint(chunk[0]) for r in chunk) or (
+                    encoder and _fingerprint(chunk[0]) != encoder["fingerprint"]
+                ):
+                    raise InputError("the records come from more than one encoder; index one encoder's vectors")
+                vectors = _stack(chunk, dim)
+                dim = vectors.shape[1]
+                norms = np.linalg.norm(vectors, axis=1)
+                normalized = normalized and bool(np.all(np.abs(norms - 1) < NORM_TOLERANCE))
+                vec_out.write(vectors.tobytes())
+                ids_out.write("".join(d + "\n" for d in docnos))
+                count += len(chunk)
+                bar.update(len(chunk))
+        bar.close()
+        if count == 0:
+            raise InputError("the corpus is empty: there is nothing to index")
+        return {"dim": dim, "count": count, "normalized": normalized, "encoder": encoder}
+
+
+def _fingerprint(record: dict) -> str | None:
+    return (record.get(ENCODER_KEY) or {}).get("fingerprint")
+
+
+def _chunks(records: Iterable[dict], size: int):
+    chunk: list[dict] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _check_docno(docno: object, seen: set[str]) -> str:
+    if not isinstance(docno, str) or not docno or any(c in docno for c in "\n\r"):
+        raise InputError(f"invalid docno {docno!r}: docnos must be non-empty strings without line breaks")
+    if docno in seen:
+        raise InputError(f"duplicate docno {docno!r}: each document must be indexed once")
+    seen.add(docno)
+    return docno
+
+
+def _stack(chunk: list[dict], dim: int | None) -> np.ndarray:
+    try:
+        vectors = np.ascontiguousarray(np.stack([np.asarray(r["doc_vec"]) for r in chunk]), dtype=np.float32)
+    except ValueError as err:
+        raise InputError(f"doc_vec vectors have different dimensions: {err}") from err
+    if vectors.ndim != 2 or (dim is not None and vectors.shape[1] != dim):
+        raise InputError(f"doc_vec has dimension {vectors.shape[1:]} but earlier documents had {dim}")
+    if not np.isfinite(vectors).all():
+        bad = [r["docno"] for r, ok in zip(chunk, np.isfinite(vectors).all(1)) if not ok]
+        raise InputError(f"doc_vec of {bad[:5]} holds NaN or infinite values")
+    if math.prod(vectors.shape) == 0:
+        raise InputError("doc_vec vectors are empty")
+    return vectors

@@ -1,0 +1,143 @@
+"""FAISS retrievers over a DenseIndex: exact (flat inner product) and approximate (HNSW, cached on disk)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pt_dense._atomic import atomic_file
+from pt_dense._validate import require_columns, stack_vectors
+from pt_dense.encoders.stages import ENCODER_ATTR
+from pt_dense.errors import InputError
+from pt_dense.index.dense_index import DenseIndex
+
+#: vectors searched per exact-search pass; bounds memory for indexes larger than RAM
+FLAT_CHUNK_ROWS = 1 << 20
+_HNSW_CACHE: dict[tuple, object] = {}
+_HNSW_LOCK = threading.Lock()
+
+
+class DenseRetriever(pt.Transformer):
+    """``qid, query_vec`` -> ``docno, score, rank`` (input columns kept), top ``k`` by inner product."""
+
+    kind = "flat"
+
+    def __init__(self, index: DenseIndex, k: int = 1000):
+        if k < 1:
+            raise InputError(f"k must be at least 1, not {k}")
+        self.index = index
+        self.k = k
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.index!r}, k={self.k})"
+
+    def _config(self) -> tuple:
+        return (type(self), self.index, self.k)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DenseRetriever) and self._config() == other._config()
+
+    def __hash__(self) -> int:
+        return hash(self._config())
+
+    def transform_inputs(self) -> list[str]:
+        return ["qid", "query_vec"]
+
+    def transform_outputs(self, input_columns: list[str]) -> list[str]:
+        require_columns(input_columns, ["qid", "query_vec"], self)
+        return list(input_columns) + [c for c in ("docno", "score", "rank") if c not in input_columns]
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, ["qid", "query_vec"], self)
+        self.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+        queries = stack_vectors(inp["query_vec"], self.index.dim, "query_vec")
+        k = min(self.k, len(self.index))
+        scores, rows = self.search(queries, k) if len(inp) else (np.zeros((0, k), np.float32), np.zeros((0, k), int))
+        return results_frame(inp, scores, rows, self.index.docnos)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, rows) per query, exact, in chunks of at most FLAT_CHUNK_ROWS vectors."""
+        import faiss
+
+        vectors = self.index.vectors
+        if len(vectors) <= FLAT_CHUNK_ROWS:
+            return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+        for start in range(0, len(vectors), FLAT_CHUNK_ROWS):
+            scores, rows = faiss.knn(queries, vectors[start : start + FLAT_CHUNK_ROWS], k,
+                                     metric=faiss.METRIC_INNER_PRODUCT)
+            heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
+        heap.finalize()
+        return heap.D, heap.I
+
+
+class HnswRetriever(DenseRetriever):
+    """Approximate search with a FAISS HNSW graph (inner product), built once and cached in the index folder."""
+
+    kind = "hnsw"
+
+    def __init__(self, index: DenseIndex, k: int = 1000, M: int = 32, ef_construction: int = 200,
+                 ef_search: int | None = None):
+        super().__init__(index, k)
+        self.M, self.ef_construction = M, ef_construction
+        self.ef_search = ef_search or max(128, k)
+
+    def _config(self) -> tuple:
+        return (*super()._config(), self.M, self.ef_construction, self.ef_search)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        graph = hnsw_graph(self.index, self.M, self.ef_construction)
+        params = faiss.SearchParametersHNSW(efSearch=self.ef_search)
+        return graph.search(queries, k, params=params)
+
+
+def hnsw_graph(index: DenseIndex, M: int, ef_construction: int):
+    """The HNSW graph of ``index`` for (M, efConstruction): from memory, from the folder, or built and saved."""
+    import faiss
+
+    file = index.path / f"hnsw-M{M}-efc{ef_construction}.faiss"
+    key = (str(file.absolute()), index.meta.get("build_id"))
+    with _HNSW_LOCK:
+        if key in _HNSW_CACHE:
+            return _HNSW_CACHE[key]
+        if file.exists():
+            graph = faiss.read_index(str(file))
+        else:
+            from tqdm.auto import tqdm
+
+            graph = faiss.IndexHNSWFlat(index.dim, M, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = ef_construction
+            step = 16384
+            for start in tqdm(range(0, len(index), step), desc="building HNSW", unit="chunk",
+                              disable=len(index) <= step):
+                graph.add(np.ascontiguousarray(index.vectors[start : start + step]))
+            with atomic_file(file) as tmp:
+                faiss.write_index(graph, str(tmp))
+        _HNSW_CACHE[key] = graph
+        return graph
+
+
+def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docnos: np.ndarray) -> pd.DataFrame:
+    """Repeat each input row once per hit and add ``docno, score, rank``; FAISS's -1 padding is dropped."""
+    k = rows.shape[1] if rows.ndim == 2 else 0
+    flat_rows = rows.reshape(-1)
+    valid = flat_rows >= 0
+    query_pos = np.repeat(np.arange(len(inp)), k)[valid]
+    out = inp.iloc[query_pos].reset_index(drop=True)
+    out = out.drop(columns=[c for c in ("docno", "score", "rank") if c in out.columns])
+    out["docno"] = docnos[flat_rows[valid]]
+    out["score"] = scores.reshape(-1)[valid].astype(np.float32)
+    out["rank"] = np.tile(np.arange(k), len(inp))[valid]
+    return out
+
+
+def make_retriever(index: DenseIndex, k: int, kind: str, **params) -> DenseRetriever:
+    kinds = {"flat": DenseRetriever, "hnsw": HnswRetriever}
+    if kind not in kinds:
+        raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(kinds)}")
+    return kinds[kind](index, k=k, **params)

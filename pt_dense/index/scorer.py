@@ -1,0 +1,75 @@
+"""VectorScorer: re-ranks candidates by the dot product of the query vector and the stored document vector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pt_dense._validate import require_columns, stack_vectors
+from pt_dense.encoders.stages import ENCODER_ATTR
+from pt_dense.errors import InputError
+from pt_dense.index.dense_index import DenseIndex
+
+REQUIRED = ("qid", "query_vec", "docno")
+SCORE_CHUNK = 1 << 16
+
+
+class VectorScorer(pt.Transformer):
+    """``qid, query_vec, docno`` -> ``score, rank`` from the index's vectors; no document is encoded again."""
+
+    def __init__(self, index: DenseIndex, missing: str = "error"):
+        if missing not in ("error", "drop"):
+            raise InputError(f"missing must be 'error' or 'drop', not {missing!r}")
+        self.index = index
+        self.missing = missing
+
+    def __repr__(self) -> str:
+        return f"VectorScorer({self.index!r}, missing={self.missing!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VectorScorer) and (self.index, self.missing) == (other.index, other.missing)
+
+    def __hash__(self) -> int:
+        return hash((VectorScorer, self.index, self.missing))
+
+    def transform_inputs(self) -> list[str]:
+        return list(REQUIRED)
+
+    def transform_outputs(self, input_columns: list[str]) -> list[str]:
+        require_columns(input_columns, REQUIRED, self)
+        return list(input_columns) + [c for c in ("score", "rank") if c not in input_columns]
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, REQUIRED, self)
+        self.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+        rows = self.index.docno_lookup.get_indexer(inp["docno"].astype(str))
+        if (rows < 0).any():
+            absent = inp["docno"][rows < 0].unique()
+            if self.missing == "error":
+                raise InputError(
+                    f"{len(absent)} candidate docno(s) are not in {self.index.path} (e.g. {list(absent[:5])}); "
+                    "index the same collection as the first stage, or use index.scorer(missing='drop')"
+                )
+            inp, rows = inp[rows >= 0], rows[rows >= 0]
+        out = inp.assign(score=self._scores(inp, rows))
+        out = pt.model.add_ranks(out)
+        return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
+
+    def _scores(self, inp: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """Dot products, one query vector per qid, in bounded-memory chunks of candidates."""
+        codes, first = _first_per_qid(inp["qid"])
+        queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
+        scores = np.empty(len(rows), dtype=np.float32)
+        for start in range(0, len(rows), SCORE_CHUNK):
+            part = slice(start, start + SCORE_CHUNK)
+            scores[part] = np.einsum("ij,ij->i", queries[codes[part]], self.index.vectors[rows[part]])
+        return scores
+
+
+def _first_per_qid(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each row's qid, position of the first row of each qid)."""
+    codes, uniques = pd.factorize(qids)
+    first = np.full(len(uniques), -1)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return codes, first
