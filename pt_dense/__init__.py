@@ -1,0 +1,68 @@
+"""pt_dense: parameter-efficient dense retrieval for PyTerrier.
+
+Public names are imported lazily so that ``import pt_dense`` stays fast (torch, transformers and the JVM load only
+when first used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BiEncoder": "pt_dense.encoders.biencoder",
+    "DenseIndex": "pt_dense.index.dense_index",
+    "BM25": "pt_dense.bm25",
+    "linear_fusion": "pt_dense.fusion",
+    "rrf": "pt_dense.fusion",
+    "PtDenseError": "pt_dense.errors",
+    "InputError": "pt_dense.errors",
+    "MissingColumnsError": "pt_dense.errors",
+    "UnknownModelError": "pt_dense.errors",
+    "IndexExistsError": "pt_dense.errors",
+    "IndexFormatError": "pt_dense.errors",
+    "EncoderMismatchError": "pt_dense.errors",
+    "DeploymentError": "pt_dense.errors",
+}
+_SUBMODULES = ("datasets", "models", "evaluation", "fusion")
+
+__all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
+    "BM25", "BiEncoder", "DenseIndex", "linear_fusion", "rrf",
+    "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
+    "MissingColumnsError", "PtDenseError", "UnknownModelError",
+    "datasets", "evaluation", "fusion", "models",
+]
+
+if TYPE_CHECKING:
+    from pt_dense import datasets, evaluation, fusion, models
+    from pt_dense.bm25 import BM25
+    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.errors import (
+        DeploymentError,
+        EncoderMismatchError,
+        IndexExistsError,
+        IndexFormatError,
+        InputError,
+        MissingColumnsError,
+        PtDenseError,
+        UnknownModelError,
+    )
+    from pt_dense.fusion import linear_fusion, rrf
+    from pt_dense.index.dense_index import DenseIndex
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"pt_dense.{name}")
+    else:
+        raise AttributeError(f"module 'pt_dense' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -23,7 +23,7 @@ def require_columns(columns: Iterable[str], required: Sequence[str], stage: obje
 
 def clean_texts(values: Sequence[object], ids: Sequence[object], what: str) -> list[str]:
     """Texts as a list of str; a None/NaN/non-string or blank one is an :class:`InputError` that names its id."""
-    bad = [i for i, v in zip(ids, values) if not isinstance(v, str) or not v.strip()]
+    bad = [i for i, v in zip(ids, values, strict=True) if not isinstance(v, str) or not v.strip()]
     if bad:
         raise InputError(
             f"{len(bad)} {what}(s) are empty, None or NaN (ids: {list(bad)[:5]}{'...' if len(bad) > 5 else ''}); "

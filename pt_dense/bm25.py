@@ -15,7 +15,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pt_dense._atomic import atomic_dir
-from pt_dense._cache import collection_key, cache_dir
+from pt_dense._cache import cache_dir, collection_key
 from pt_dense._validate import clean_texts, require_columns
 from pt_dense.errors import InputError
 

@@ -1,6 +1,7 @@
 """Test collections: BEIR-format folders (as in ../shared/data), the embedded SciFact, and ir_datasets ids.
 
-A BEIR-format folder holds ``corpus.jsonl.gz`` (docno, title, text), ``queries.jsonl`` (qid, query) and
+A BEIR-format folder holds ``corpus.jsonl.gz`` (or another ``corpus*.jsonl[.gz]``; docno, title, text),
+``queries.jsonl`` (qid, query) and
 ``qrels/<split>.tsv`` (TREC qrels without header). A document's text is ``title + " " + text``.
 """
 
@@ -35,9 +36,10 @@ class BeirDataset:
         return f"BeirDataset({str(self.path)!r})"
 
     def _corpus_file(self) -> Path | None:
-        for name in ("corpus.jsonl.gz", "corpus.jsonl"):
-            if (self.path / name).exists():
-                return self.path / name
+        for pattern in ("corpus.jsonl.gz", "corpus.jsonl", "corpus*.jsonl.gz", "corpus*.jsonl"):
+            found = sorted(self.path.glob(pattern))
+            if found:
+                return found[0]
         return None
 
     def splits(self) -> list[str]:

@@ -110,11 +110,15 @@ class DenseIndex(pt.Artifact):
             )
 
     # ------------------------------------------------------------------ stages
-    def indexer(self, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True):
-        """Indexer consuming ``docno, doc_vec`` records (e.g. ``enc.doc_encoder() >> index.indexer()``)."""
+    def indexer(self, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
+                total: int | None = None):
+        """Indexer consuming ``docno, doc_vec`` records (e.g. ``enc.doc_encoder() >> index.indexer()``).
+
+        ``total`` (the number of documents, if known) gives the progress bar an ETA.
+        """
         from pt_dense.index.indexer import DenseIndexer
 
-        return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress)
+        return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress, total=total)
 
     def retriever(self, k: int = 1000, kind: str = "flat", **params):
         """First-stage retriever ``qid, query_vec -> docno, score, rank``: ``kind="flat"`` (exact) or ``"hnsw"``.

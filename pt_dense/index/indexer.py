@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pyterrier as pt
-
-import uuid
 
 from pt_dense._atomic import atomic_dir
 from pt_dense.encoders.stages import ENCODER_KEY
@@ -27,8 +26,10 @@ class DenseIndexer(pt.Indexer):
     written to a temporary sibling folder and renamed into place at the end: an interrupted run leaves nothing.
     """
 
-    def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True):
+    def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
+                 total: int | None = None):
         self.index_ref = index
+        self.total = total
         self.overwrite = overwrite
         self.chunk_size = chunk_size
         self.progress = progress
@@ -40,7 +41,7 @@ class DenseIndexer(pt.Indexer):
         return ["docno", "doc_vec"]
 
     def index(self, iter: Iterable[dict], **_) -> DenseIndex:  # noqa: A002 (PyTerrier's name)
-        total = len(iter) if hasattr(iter, "__len__") else None
+        total = len(iter) if hasattr(iter, "__len__") else self.total
         with atomic_dir(self.index_ref.path, overwrite=self.overwrite) as tmp:
             stats = self._write(iter, tmp, total)
             meta = {
@@ -70,9 +71,10 @@ class DenseIndexer(pt.Indexer):
         encoder: dict | None = None
         normalized = True
         count = 0
-        bar = tqdm(total=total, desc="indexing", unit="doc", disable=not self.progress, smoothing=0.05)
-        with open(folder / VECTORS_FILE, "wb") as vec_out, open(folder / DOCNOS_FILE, "w", encoding="utf-8") as ids_out:
-            for chunk in _chunks(records, self.chunk_size):
+        bar = tqdm(records, total=total, desc="indexing", unit="doc", disable=not self.progress, smoothing=0.05)
+        with bar, open(folder / VECTORS_FILE, "wb") as vec_out, \
+                open(folder / DOCNOS_FILE, "w", encoding="utf-8") as ids_out:
+            for chunk in _chunks(bar, self.chunk_size):
                 if count == 0:
                     missing = [c for c in ("docno", "doc_vec") if c not in chunk[0]]
                     if missing:
@@ -82,9 +84,7 @@ class DenseIndexer(pt.Indexer):
                         )
                     encoder = chunk[0].get(ENCODER_KEY)
                 docnos = [_check_docno(r.get("docno"), seen) for r in chunk]
-                if any(_fingerprint(r) != _fingerprint(chunk[0]) for r in chunk) or (
-                    encoder and _fingerprint(chunk[0]) != encoder["fingerprint"]
-                ):
+                if any(_fingerprint(r) != (encoder or {}).get("fingerprint") for r in chunk):
                     raise InputError("the records come from more than one encoder; index one encoder's vectors")
                 vectors = _stack(chunk, dim)
                 dim = vectors.shape[1]
@@ -93,8 +93,6 @@ class DenseIndexer(pt.Indexer):
                 vec_out.write(vectors.tobytes())
                 ids_out.write("".join(d + "\n" for d in docnos))
                 count += len(chunk)
-                bar.update(len(chunk))
-        bar.close()
         if count == 0:
             raise InputError("the corpus is empty: there is nothing to index")
         return {"dim": dim, "count": count, "normalized": normalized, "encoder": encoder}
@@ -132,7 +130,7 @@ def _stack(chunk: list[dict], dim: int | None) -> np.ndarray:
     if vectors.ndim != 2 or (dim is not None and vectors.shape[1] != dim):
         raise InputError(f"doc_vec has dimension {vectors.shape[1:]} but earlier documents had {dim}")
     if not np.isfinite(vectors).all():
-        bad = [r["docno"] for r, ok in zip(chunk, np.isfinite(vectors).all(1)) if not ok]
+        bad = [r["docno"] for r, ok in zip(chunk, np.isfinite(vectors).all(1), strict=True) if not ok]
         raise InputError(f"doc_vec of {bad[:5]} holds NaN or infinite values")
     if math.prod(vectors.shape) == 0:
         raise InputError("doc_vec vectors are empty")

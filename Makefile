@@ -1,0 +1,27 @@
+# `make demo` and `make test` each set up .venv from scratch when it is missing (torch's CPU build first).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pt-dense-installed
+
+.PHONY: install demo test slow lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/pt-dense demo
+
+test: install
+	$(PY) -m pytest -q
+
+slow: install
+	$(PY) -m pytest -q -m slow
+
+lint: install
+	$(VENV)/bin/ruff check pt_dense tests bench examples

@@ -1,0 +1,110 @@
+"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from pt_dense.errors import PtDenseError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pt-dense", description="Parameter-efficient dense retrieval for PyTerrier")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ev = commands.add_parser("eval", help="evaluate BM25, dense and hybrid systems on a collection")
+    _add_eval_args(ev)
+    ev.add_argument("--data", required=True, help="BEIR-format folder, embedded name (scifact) or irds:<id>")
+    ev.add_argument("--png", help="also save a bar chart of the table here")
+
+    demo = commands.add_parser("demo", help="every system on the embedded SciFact, with a table, JSON and a chart")
+    _add_eval_args(demo, default_systems="bm25,dense,bm25>>dense,hybrid,rrf")
+    demo.add_argument("--out", default="pt-dense-demo", help="folder for demo.json and demo.png")
+
+    ix = commands.add_parser("index", help="encode a collection into a dense index folder")
+    ix.add_argument("--data", required=True)
+    ix.add_argument("--model", default="minilm", help="packaged short name, local HF folder or hub id")
+    ix.add_argument("--out", required=True, help="index folder to create")
+    ix.add_argument("--overwrite", action="store_true")
+    ix.add_argument("--batch-size", type=int, default=32)
+
+    args = parser.parse_args(argv)
+    try:
+        return {"eval": _eval, "demo": _demo, "index": _index}[args.command](args)
+    except PtDenseError as err:
+        print(f"pt-dense: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _add_eval_args(parser: argparse.ArgumentParser, default_systems: str = "bm25,dense,bm25>>dense") -> None:
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--systems", default=default_systems,
+                        help="comma-separated: bm25, dense, bm25>>dense, hybrid, rrf")
+    parser.add_argument("--model", default="minilm", help="packaged short name, local HF folder or hub id")
+    parser.add_argument("--encoder", help="a folder saved by BiEncoder.save (overrides --model)")
+    parser.add_argument("--bm25-engine", default="lucene", choices=["lucene", "pisa"])
+    parser.add_argument("--hybrid-weight", type=float, default=0.5, help="BM25's share in the linear fusion")
+    parser.add_argument("--json", help="write the results as JSON here")
+
+
+def _run_eval(args, data_name: str) -> tuple:
+    from pt_dense import datasets, evaluation
+
+    started = time.perf_counter()
+    data = datasets.load(data_name)
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    encoder = None
+    if any(n != "bm25" for n in names):
+        from pt_dense.encoders.biencoder import BiEncoder
+
+        encoder = BiEncoder.from_pretrained(args.encoder or args.model)
+    systems = evaluation.build_systems(data, encoder, names, hybrid_weight=args.hybrid_weight,
+                                       bm25_engine=args.bm25_engine)
+    table = evaluation.evaluate(systems, data.topics(args.split), data.qrels(args.split))
+    config = {"data": str(data_name), "split": args.split, "systems": names, "model": args.encoder or args.model,
+              "bm25_engine": args.bm25_engine, "hybrid_weight": args.hybrid_weight,
+              "seconds": round(time.perf_counter() - started, 1)}
+    print(evaluation.format_table(table))
+    payload = evaluation.to_json(table, config)
+    if args.json:
+        evaluation.write_json(payload, args.json)
+    return table, payload
+
+
+def _eval(args) -> int:
+    from pt_dense import evaluation
+
+    table, _ = _run_eval(args, args.data)
+    if args.png:
+        evaluation.bar_chart(table, args.png, title=f"{Path(args.data).name} {args.split}")
+    return 0
+
+
+def _demo(args) -> int:
+    from pt_dense import evaluation
+
+    out = Path(args.out)
+    args.json = args.json or str(out / "demo.json")
+    table, _ = _run_eval(args, "scifact")
+    png = evaluation.bar_chart(table, out / "demo.png", title="SciFact test (embedded)")
+    print(f"\nwrote {args.json} and {png}")
+    return 0
+
+
+def _index(args) -> int:
+    from pt_dense import datasets
+    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.index.dense_index import DenseIndex
+
+    encoder = BiEncoder.from_pretrained(args.model, batch_size=args.batch_size)
+    corpus = datasets.load(args.data).corpus_iter()
+    index = DenseIndex(args.out)
+    (encoder.doc_encoder() >> index.indexer(overwrite=args.overwrite, total=len(corpus))).index(corpus)
+    print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {encoder.fingerprint[:12]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

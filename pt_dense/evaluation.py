@@ -1,0 +1,141 @@
+"""Named retrieval systems over a collection, evaluated with ``pt.Experiment``, printed, saved and plotted.
+
+Systems: ``bm25``, ``dense``, ``bm25>>dense`` (BM25 candidates re-ranked from the stored vectors), ``hybrid``
+(normalised linear fusion of BM25 and dense) and ``rrf`` (reciprocal rank fusion of both). Dense indexes are cached
+by (collection, encoder fingerprint), so a second run encodes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyterrier as pt
+
+from pt_dense._cache import cache_dir, collection_key
+from pt_dense.errors import InputError
+
+SYSTEMS = ("bm25", "dense", "bm25>>dense", "hybrid", "rrf")
+MEASURE_NAMES = ("nDCG@10", "R@100", "AP")
+
+
+def measures() -> dict[str, object]:
+    """The reported measures, by the names used in tables and JSON."""
+    from ir_measures import AP, R, nDCG
+
+    return {"nDCG@10": nDCG @ 10, "R@100": R @ 100, "AP": AP}
+
+
+def dense_index(data, encoder, *, index_dir: str | Path | None = None, overwrite: bool = False):
+    """The dense index of ``data``'s corpus under ``encoder``: opened from the cache, or built there once."""
+    from pt_dense.index.dense_index import DenseIndex
+
+    key = f"{collection_key(data)}-{encoder.fingerprint[:16]}"
+    path = Path(index_dir) if index_dir else cache_dir() / "dense" / key
+    index = DenseIndex(path)
+    if overwrite or not index.built():
+        corpus = data.corpus_iter()
+        (encoder.doc_encoder() >> index.indexer(overwrite=overwrite, total=_length(corpus))).index(corpus)
+    index.check_encoder(encoder.fingerprint, what="the cached index's encoder")
+    return index
+
+
+def build_systems(data, encoder=None, names=SYSTEMS, *, k: int = 1000, hybrid_weight: float = 0.5,
+                  bm25_engine: str = "lucene") -> dict[str, pt.Transformer]:
+    """PyTerrier pipelines by name; only the components the names need are built."""
+    from pt_dense.bm25 import BM25
+    from pt_dense.fusion import linear_fusion, rrf
+
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown:
+        raise InputError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    needs_bm25 = any(n != "dense" for n in names)
+    needs_dense = any(n != "bm25" for n in names)
+    bm25 = BM25(data, engine=bm25_engine, num_results=k) if needs_bm25 else None
+    if needs_dense:
+        if encoder is None:
+            from pt_dense.encoders.biencoder import BiEncoder
+
+            encoder = BiEncoder.from_pretrained("minilm")
+        index = dense_index(data, encoder)
+        dense = encoder.query_encoder() >> index.retriever(k=k)
+    factories = {
+        "bm25": lambda: bm25,
+        "dense": lambda: dense,
+        "bm25>>dense": lambda: bm25 >> encoder.query_encoder() >> index.scorer(),
+        "hybrid": lambda: linear_fusion(bm25, dense, weight=hybrid_weight),
+        "rrf": lambda: rrf(bm25, dense, num_results=k),
+    }
+    return {name: factories[name]() for name in names}
+
+
+def evaluate(systems: dict[str, pt.Transformer], topics: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
+    """One row per system: name and each measure of :data:`MEASURE_NAMES`."""
+    if len(topics) == 0:
+        raise InputError("no topics to evaluate: is the split empty?")
+    table = pt.Experiment(list(systems.values()), topics, _pt_qrels(qrels), list(measures().values()),
+                          names=list(systems), precompute_prefix=False)
+    rename = {str(m): name for name, m in measures().items()}
+    return table.rename(columns=rename)[["name", *MEASURE_NAMES]]
+
+
+def to_json(table: pd.DataFrame, config: dict) -> dict:
+    """``{"systems": {name: {measure: value}}, "rows": [...], "config": {...}}``."""
+    rows = table.to_dict("records")
+    systems = {row["name"]: {m: float(row[m]) for m in MEASURE_NAMES} for row in rows}
+    return {"systems": systems, "rows": rows, "config": config}
+
+
+def write_json(payload: dict, path: str | Path) -> None:
+    from pt_dense._atomic import atomic_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
+
+
+def bar_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """A grouped bar chart (one group per measure, one bar per system) saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(table["name"])
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(2.5 + 1.8 * len(MEASURE_NAMES), 4.6))
+    for i, name in enumerate(names):
+        values = table.loc[table["name"] == name, list(MEASURE_NAMES)].to_numpy()[0]
+        bars = ax.bar(np.arange(len(MEASURE_NAMES)) + (i - (len(names) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
+    ax.set_xticks(np.arange(len(MEASURE_NAMES)), MEASURE_NAMES)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """A markdown table with three decimals."""
+    lines = ["| system | " + " | ".join(MEASURE_NAMES) + " |", "|---|" + "---:|" * len(MEASURE_NAMES)]
+    for row in table.to_dict("records"):
+        lines.append(f"| {row['name']} | " + " | ".join(f"{row[m]:.4f}" for m in MEASURE_NAMES) + " |")
+    return "\n".join(lines)
+
+
+def _pt_qrels(qrels: pd.DataFrame) -> pd.DataFrame:
+    return qrels.astype({"qid": str, "docno": str, "label": int})
+
+
+def _length(corpus) -> int | None:
+    return len(corpus) if hasattr(corpus, "__len__") else None

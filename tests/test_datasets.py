@@ -1,0 +1,44 @@
+"""BEIR-format collections: the shared folders, the embedded SciFact and bad paths."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SHARED_DATA, write_beir
+
+from pt_dense import InputError, datasets
+
+
+def test_embedded_scifact_matches_its_documented_counts():
+    data = datasets.load("scifact")
+    assert data.splits() == ["test", "train"]
+    assert data.corpus_size == 5183
+    assert len(data.topics("test")) == 300 and len(data.qrels("test")) == 339
+    assert len(data.topics("train")) == 809
+    assert (datasets.EMBEDDED / "scifact" / "SOURCE.md").exists()
+
+
+def test_document_text_is_title_then_text(tmp_path):
+    data = datasets.load(write_beir(tmp_path, [{"docno": "1", "title": "Title", "text": "Body."},
+                                               {"docno": "2", "title": "", "text": "Only body."}],
+                                    [{"qid": "q", "query": "x"}], {"test": [("q", "1", 1)]}))
+    assert list(data.corpus_iter()) == [{"docno": "1", "text": "Title Body."}, {"docno": "2", "text": "Only body."}]
+    assert len(data.corpus_iter()) == 2
+    assert data.qrels("test").to_dict("records") == [{"qid": "q", "docno": "1", "label": 1}]
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repo")
+def test_shared_collections_load_by_path():
+    for name in ("scifact", "nfcorpus", "vaswani", "cranfield"):
+        data = datasets.load(SHARED_DATA / name)
+        topics = data.topics("test")
+        assert len(topics) > 0 and set(topics.columns) == {"qid", "query"}
+        assert set(data.qrels("test")["qid"]) >= set(topics["qid"])
+
+
+def test_bad_names_and_splits_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="no collection"):
+        datasets.load("no-such-collection")
+    with pytest.raises(InputError, match="not a BEIR-format folder"):
+        datasets.load(tmp_path)
+    with pytest.raises(InputError, match="no split 'dev'"):
+        datasets.load("scifact").qrels("dev")

@@ -1,0 +1,123 @@
+"""BiEncoder and its stages on tiny random BERT models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_bert
+
+from pt_dense import InputError, MissingColumnsError, UnknownModelError
+from pt_dense.encoders.biencoder import BiEncoder
+from pt_dense.encoders.stages import ENCODER_ATTR, DocEncoder, QueryEncoder
+
+TEXTS = ["the cat sat on the mat", "dog", "protein cell gene cancer risk study blood brain drug trial", "cat dog"]
+
+
+def test_vectors_are_unit_length_float32_in_input_order(tiny_encoder):
+    batched = tiny_encoder.encode(TEXTS, "doc", batch_size=2)
+    one_by_one = np.vstack([tiny_encoder.encode([t], "doc") for t in TEXTS])
+    assert batched.dtype == np.float32 and batched.shape == (4, 32)
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_mean_and_cls_pooling_differ_and_normalisation_can_be_off():
+    model, tok = tiny_bert()
+    mean = BiEncoder(model, tok, pooling="mean").encode(TEXTS)
+    cls = BiEncoder(model, tok, pooling="cls").encode(TEXTS)
+    raw = BiEncoder(model, tok, normalize=False).encode(TEXTS)
+    assert not np.allclose(mean, cls)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), mean, atol=1e-5)
+
+
+def test_query_and_doc_sides_use_their_own_max_length_and_prefix():
+    model, tok = tiny_bert()
+    enc = BiEncoder(model, tok, query_max_length=4, doc_max_length=32)
+    long_text = [TEXTS[2]]
+    assert len(enc.tokenize(long_text, "query")[0]) == 4
+    assert len(enc.tokenize(long_text, "doc")[0]) == 12
+    assert not np.allclose(enc.encode(long_text, "query"), enc.encode(long_text, "doc"))
+    prefixed = BiEncoder(model, tok, query_prefix="study ")
+    assert not np.allclose(prefixed.encode(["cat"], "query"), prefixed.encode(["cat"], "doc"))
+
+
+def test_fingerprint_is_stable_and_tracks_weights_and_settings():
+    model_a, tok = tiny_bert(seed=0)
+    model_b, _ = tiny_bert(seed=0)
+    model_c, _ = tiny_bert(seed=1)
+    a, b, c = BiEncoder(model_a, tok), BiEncoder(model_b, tok), BiEncoder(model_c, tok)
+    assert a.fingerprint == b.fingerprint
+    assert a.fingerprint != c.fingerprint
+    assert a.fingerprint != BiEncoder(model_a, tok, doc_max_length=100).fingerprint
+    assert a.fingerprint != BiEncoder(model_a, tok, pooling="cls").fingerprint
+
+
+def test_save_and_load_round_trip(tmp_path, tiny_encoder):
+    tiny_encoder.save(tmp_path / "enc")
+    loaded = BiEncoder.from_pretrained(str(tmp_path / "enc"))
+    assert loaded.settings() == tiny_encoder.settings()
+    assert loaded.fingerprint == tiny_encoder.fingerprint
+    np.testing.assert_allclose(loaded.encode(TEXTS), tiny_encoder.encode(TEXTS), atol=1e-6)
+
+
+def test_unknown_models_and_bad_settings_are_clear_errors(tmp_path):
+    with pytest.raises(UnknownModelError, match="not a packaged short name"):
+        BiEncoder.from_pretrained("no-such-model")
+    with pytest.raises(UnknownModelError, match=r"no config\.json"):
+        BiEncoder.from_pretrained(str(tmp_path))
+    model, tok = tiny_bert()
+    with pytest.raises(InputError, match="pooling"):
+        BiEncoder(model, tok, pooling="max")
+    with pytest.raises(InputError, match="side"):
+        BiEncoder(model, tok).encode(["cat"], "passage")
+
+
+def test_query_encoder_encodes_each_distinct_query_once(tiny_encoder, monkeypatch):
+    calls = []
+    original = tiny_encoder.encode
+    monkeypatch.setattr(tiny_encoder, "encode",
+                        lambda texts, *a, **k: calls.append(list(texts)) or original(texts, *a, **k))
+    frame = pd.DataFrame({"qid": ["1", "1", "2"], "query": ["cat", "cat", "dog"], "docno": ["a", "b", "a"]})
+    out = tiny_encoder.query_encoder()(frame)
+    assert calls == [["cat", "dog"]]
+    assert list(out.columns) == ["qid", "query", "docno", "query_vec"]
+    np.testing.assert_array_equal(out["query_vec"][0], out["query_vec"][1])
+    assert out.attrs[ENCODER_ATTR] == tiny_encoder.fingerprint
+
+
+def test_stages_validate_columns_and_texts(tiny_encoder):
+    with pytest.raises(MissingColumnsError, match=r"\['query'\]"):
+        tiny_encoder.query_encoder()(pd.DataFrame({"qid": ["1"]}))
+    with pytest.raises(MissingColumnsError, match="text"):
+        tiny_encoder.doc_encoder()(pd.DataFrame({"docno": ["d1"]}))
+    with pytest.raises(InputError, match="empty"):
+        tiny_encoder.query_encoder()(pd.DataFrame({"qid": ["1", "2"], "query": ["cat", "  "]}))
+    with pytest.raises(InputError, match=r"d2"):
+        tiny_encoder.doc_encoder()(pd.DataFrame({"docno": ["d1", "d2"], "text": ["cat", None]}))
+    with pytest.raises(InputError, match=r"d3"):
+        tiny_encoder.doc_encoder()(pd.DataFrame({"docno": ["d3"], "text": [float("nan")]}))
+
+
+def test_stages_are_inspectable_and_compare_by_configuration(tiny_encoder):
+    import pyterrier as pt
+
+    qe = tiny_encoder.query_encoder()
+    assert qe == tiny_encoder.query_encoder() and qe != tiny_encoder.query_encoder(batch_size=7)
+    assert isinstance(qe, QueryEncoder) and isinstance(tiny_encoder.doc_encoder(), DocEncoder)
+    assert pt.inspect.transformer_inputs(qe) == [["qid", "query"]]
+    assert pt.inspect.transformer_outputs(qe, ["qid", "query"]) == ["qid", "query", "query_vec"]
+    assert pt.inspect.transformer_outputs(tiny_encoder.scorer(), ["qid", "query", "docno", "text"])[-2:] == [
+        "score", "rank"]
+
+
+def test_text_scorer_ranks_by_dot_product(tiny_encoder):
+    frame = pd.DataFrame({"qid": ["1"] * 3, "query": ["cat sat"] * 3, "docno": ["a", "b", "c"],
+                          "text": ["cat sat on mat", "protein gene", "dog"]})
+    out = tiny_encoder.scorer()(frame)
+    q = tiny_encoder.encode(["cat sat"], "query")[0]
+    expected = tiny_encoder.encode(list(frame["text"]), "doc") @ q
+    by_doc = out.set_index("docno")["score"]
+    np.testing.assert_allclose(by_doc[["a", "b", "c"]].to_numpy(), expected, atol=1e-5)
+    assert list(out["rank"]) == [0, 1, 2] and out["score"].is_monotonic_decreasing
