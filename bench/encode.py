@@ -11,12 +11,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import peak_rss_mb, print_table, write_json
+from pt_dense.report import bench_payload, peak_rss_mb, print_table, write_json
 
 
 def main() -> None:
@@ -66,8 +63,9 @@ def main() -> None:
     print(f"\nratio pt_dense / sentence_transformers = {ratio:.3f}  ({len(texts)} docs, "
           f"{torch.get_num_threads()} threads, peak RSS {peak_rss_mb():.0f} MiB)")
     config = {**vars(args), "docs": len(texts), "threads": torch.get_num_threads()}
-    write_json(args.json, rows, config, pt_dense_docs_per_s=rows[0]["docs_per_s"],
-               sentence_transformers_docs_per_s=rows[1]["docs_per_s"], ratio=ratio, peak_rss_mb=peak_rss_mb())
+    write_json(args.json, bench_payload(rows, config, pt_dense_docs_per_s=rows[0]["docs_per_s"],
+                                        sentence_transformers_docs_per_s=rows[1]["docs_per_s"], ratio=ratio,
+                                        peak_rss_mb=peak_rss_mb()))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def _add_eval_args(parser: argparse.ArgumentParser, default_systems: str = "bm25
 
 def _run_eval(args, data_name: str) -> tuple:
     from pt_dense import datasets, evaluation
+    from pt_dense.report import write_json
 
     started = time.perf_counter()
     data = datasets.load(data_name)
@@ -68,8 +69,7 @@ def _run_eval(args, data_name: str) -> tuple:
               "seconds": round(time.perf_counter() - started, 1)}
     print(evaluation.format_table(table))
     payload = evaluation.to_json(table, config)
-    if args.json:
-        evaluation.write_json(payload, args.json)
+    write_json(args.json, payload)
     return table, payload
 
 

@@ -7,7 +7,6 @@ by (collection, encoder fingerprint), so a second run encodes nothing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -87,15 +86,6 @@ def to_json(table: pd.DataFrame, config: dict) -> dict:
     return {"systems": systems, "rows": rows, "config": config}
 
 
-def write_json(payload: dict, path: str | Path) -> None:
-    from pt_dense._atomic import atomic_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2))
-
-
 def bar_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """A grouped bar chart (one group per measure, one bar per system) saved as PNG."""
     import matplotlib
@@ -126,11 +116,10 @@ def bar_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """A markdown table with three decimals."""
-    lines = ["| system | " + " | ".join(MEASURE_NAMES) + " |", "|---|" + "---:|" * len(MEASURE_NAMES)]
-    for row in table.to_dict("records"):
-        lines.append(f"| {row['name']} | " + " | ".join(f"{row[m]:.4f}" for m in MEASURE_NAMES) + " |")
-    return "\n".join(lines)
+    """A markdown table with four decimals."""
+    from pt_dense.report import markdown_table
+
+    return markdown_table(table.rename(columns={"name": "system"}).to_dict("records"))
 
 
 def _pt_qrels(qrels: pd.DataFrame) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class VectorScorer(pt.Transformer):
 
     def _scores(self, inp: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
         """Dot products, one query vector per qid, in bounded-memory chunks of candidates."""
-        codes, first = _first_per_qid(inp["qid"])
+        codes, first = first_per_qid(inp["qid"])
         queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
         scores = np.empty(len(rows), dtype=np.float32)
         for start in range(0, len(rows), SCORE_CHUNK):
@@ -67,7 +67,7 @@ class VectorScorer(pt.Transformer):
         return scores
 
 
-def _first_per_qid(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def first_per_qid(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code of each row's qid, position of the first row of each qid)."""
     codes, uniques = pd.factorize(qids)
     first = np.full(len(uniques), -1)

@@ -1,0 +1,332 @@
+"""PEFA: parameter-free adapters for any embedding retriever (Chang et al., WSDM 2024).
+
+With training queries q_i and their relevant documents (labels y(i, d) in {0, 1}):
+
+- **PEFA-XL**: s(q, d) = lam * <q, d> + (1 - lam) * sum over the k training queries nearest to q of w_i * y(i, d),
+  with w_i = <q, q_i> (divided by k if ``divide_by_k``). Two indices: the documents and the training queries; the
+  candidates of both are merged.
+- **PEFA-XS**: one index over folded vectors d~ = lam * d + (1 - lam) * normalize(sum of the training queries
+  relevant to d); a plain dense search over d~ (a document without training queries keeps lam * d).
+
+Both work from ``query_vec``, so any encoder stage that produces it plugs in. No backward pass, no new parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import scipy.sparse as sp
+
+from pt_dense._validate import require_columns, stack_vectors
+from pt_dense.encoders.stages import ENCODER_ATTR, ENCODER_KEY
+from pt_dense.errors import InputError
+from pt_dense.index.dense_index import DenseIndex
+from pt_dense.index.retriever import results_frame
+from pt_dense.index.scorer import first_per_qid
+
+KINDS = ("xl", "xs")
+SCORE_CHUNK = 1 << 16
+
+
+class PEFA:
+    """The training-query side of PEFA over an existing DenseIndex; a factory for its re-ranker and retriever."""
+
+    def __init__(
+        self,
+        index: DenseIndex,
+        encoder,
+        train_topics: pd.DataFrame,
+        train_qrels: pd.DataFrame,
+        *,
+        kind: str = "xl",
+        lam: float = 0.5,
+        k: int = 32,
+        divide_by_k: bool = False,
+        folded_path: str | Path | None = None,
+    ):
+        if kind not in KINDS:
+            raise InputError(f"kind must be one of {KINDS}, not {kind!r}")
+        _check_lam_k(lam, k)
+        require_columns(train_topics.columns, ["qid", "query"], self)
+        require_columns(train_qrels.columns, ["qid", "docno", "label"], self)
+        self.index, self.kind, self.lam, self.k, self.divide_by_k = index, kind, lam, k, divide_by_k
+        self.encoder_stage = encoder.query_encoder() if hasattr(encoder, "query_encoder") else encoder
+        self.fingerprint = getattr(encoder, "fingerprint", None)
+        index.check_encoder(self.fingerprint, what="the training queries")
+
+        topics = train_topics.drop_duplicates("qid").reset_index(drop=True)
+        self.train_qids = set(topics["qid"].astype(str))
+        self.train_texts = {_normal(t) for t in topics["query"]}
+        encoded = self.encoder_stage(topics[["qid", "query"]])
+        self.train_vectors = stack_vectors(encoded["query_vec"], index.dim, "training query_vec")
+        self.labels = _label_matrix(topics["qid"].astype(str), train_qrels, index)
+        if self.labels.nnz == 0:
+            raise InputError("no training qrel points at a document of the index: check that the qrels and the "
+                             "index are of the same collection")
+        self.folded_path = Path(folded_path) if folded_path else None
+        self._folded: DenseIndex | None = None
+
+    def __repr__(self) -> str:
+        return (f"PEFA(kind={self.kind!r}, lam={self.lam}, k={self.k}, train_queries={len(self.train_vectors)}, "
+                f"labels={self.labels.nnz})")
+
+    # ------------------------------------------------------------------ stages
+    def reranker(self) -> pt.Transformer:
+        """Re-scores ``qid, query_vec, docno`` candidates from any first stage."""
+        return PefaReranker(self)
+
+    def retriever(self, k: int = 1000, *, kind: str = "flat", **params) -> pt.Transformer:
+        """First stage ``qid, query_vec -> docno, score, rank`` (XS: a dense search over the folded index)."""
+        if self.kind == "xs":
+            return _LeakGuard(self) >> self.folded_index().retriever(k=k, kind=kind, **params)
+        return PefaRetriever(self, k)
+
+    # ------------------------------------------------------------------ XL scoring
+    def knn_scores(self, queries: np.ndarray) -> sp.csr_matrix:
+        """Row q: sum over the k nearest training queries q_i of w_i * y(i, .), as a sparse (queries x docs)."""
+        import faiss
+
+        k = min(self.k, len(self.train_vectors))
+        weights, neighbours = faiss.knn(queries, self.train_vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        if self.divide_by_k:
+            weights = weights / k
+        rows = np.repeat(np.arange(len(queries)), k)
+        valid = neighbours.reshape(-1) >= 0
+        mix = sp.csr_matrix((weights.reshape(-1)[valid], (rows[valid], neighbours.reshape(-1)[valid])),
+                            shape=(len(queries), len(self.train_vectors)))
+        return (mix @ self.labels).tocsr()
+
+    def score_pairs(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray,
+                    knn: sp.csr_matrix | None = None) -> np.ndarray:
+        """XL scores of (query position, document row) pairs."""
+        knn = self.knn_scores(queries) if knn is None else knn
+        dense = np.empty(len(rows), dtype=np.float32)
+        for start in range(0, len(rows), SCORE_CHUNK):
+            part = slice(start, start + SCORE_CHUNK)
+            dense[part] = np.einsum("ij,ij->i", queries[query_pos[part]], self.index.vectors[rows[part]])
+        label_part = np.asarray(knn[query_pos, rows]).reshape(-1) if len(rows) else np.zeros(0)
+        return (self.lam * dense + (1 - self.lam) * label_part).astype(np.float32)
+
+    # ------------------------------------------------------------------ XS folding
+    def folded_vectors(self, lam: float | None = None) -> np.ndarray:
+        """d~ = lam * d + (1 - lam) * normalize(sum of the training queries relevant to d), all documents."""
+        lam = self.lam if lam is None else lam
+        sums = np.asarray(self.labels.T @ self.train_vectors, dtype=np.float32)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        sums = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
+        return (lam * np.asarray(self.index.vectors) + (1 - lam) * sums).astype(np.float32)
+
+    def folded_index(self) -> DenseIndex:
+        """The PEFA-XS index (a DenseIndex of its own, built once, stamped with the encoder it stands for)."""
+        if self._folded is not None:
+            return self._folded
+        path = self.folded_path or self.index.path.with_name(f"{self.index.path.name}.pefa-xs-{self._xs_key()}")
+        folded = DenseIndex(path)
+        if not folded.built():
+            encoder = self.index.meta.get("encoder")
+            descriptor = {**encoder, "pefa": {"kind": "xs", "lam": self.lam}} if encoder else None
+            docnos, vectors = self.index.docnos, self.folded_vectors()
+            folded.indexer(progress=False).index(
+                {"docno": d, "doc_vec": v, ENCODER_KEY: descriptor} for d, v in zip(docnos, vectors, strict=True))
+        self._folded = folded
+        return folded
+
+    def _xs_key(self) -> str:
+        """Content key of the folded vectors: lam, the training vectors and the labels."""
+        import hashlib
+
+        digest = hashlib.blake2b(digest_size=8)
+        for part in (np.float64(self.lam), self.train_vectors, self.labels.indptr, self.labels.indices):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update(str(self.index.meta.get("build_id")).encode())
+        return f"lam{self.lam:g}-{digest.hexdigest()}"
+
+    # ------------------------------------------------------------------ leak check and tuning
+    def check_leak(self, inp: pd.DataFrame) -> None:
+        """Refuse queries that are training queries (same qid, or the same text)."""
+        leaked = set(inp["qid"].astype(str)) & self.train_qids
+        if "query" in inp.columns:
+            texts = inp["query"].dropna().map(_normal)
+            leaked |= set(inp.loc[texts[texts.isin(self.train_texts)].index, "qid"].astype(str))
+        if leaked:
+            raise InputError(
+                f"{len(leaked)} input queries are also PEFA training queries (by qid or text, e.g. "
+                f"{sorted(leaked)[:5]}): evaluate on queries the adapter has not seen"
+            )
+
+    def tune(self, valid_topics: pd.DataFrame, valid_qrels: pd.DataFrame, *, lams=(0.1, 0.3, 0.5, 0.7, 0.9),
+             ks=(16, 32, 64), measure: str = "R@100", depth: int = 1000, plot: str | Path | None = None) -> dict:
+        """Pick lam (and k for XL) on validation data by ``measure``; sets them and returns the grid."""
+        import ir_measures
+
+        self.check_leak(valid_topics)
+        metric = ir_measures.parse_measure(measure)
+        queries = self.encoder_stage(valid_topics[["qid", "query"]])
+        qrels = valid_qrels.rename(columns={"qid": "query_id", "docno": "doc_id", "label": "relevance"})
+        qrels = qrels.astype({"query_id": str, "doc_id": str, "relevance": int})
+        grid = []
+        ks = ks if self.kind == "xl" else (self.k,)
+        for lam in lams:
+            for k in ks:
+                run = self._grid_run(queries, lam, k, depth)
+                grid.append({"lam": lam, "k": k, measure: ir_measures.calc_aggregate([metric], qrels, run)[metric]})
+        best = max(grid, key=lambda row: row[measure])
+        self.lam, self.k = best["lam"], best["k"]
+        self._folded = None
+        if plot:
+            _plot_grid(grid, measure, Path(plot), self.kind)
+        return {"best": best, "grid": grid}
+
+    def _grid_run(self, queries: pd.DataFrame, lam: float, k: int, depth: int) -> pd.DataFrame:
+        saved = (self.lam, self.k)
+        self.lam, self.k = lam, k
+        try:
+            if self.kind == "xl":
+                res = PefaRetriever(self, depth)(queries)
+            else:
+                import faiss
+
+                vectors = stack_vectors(queries["query_vec"], self.index.dim, "query_vec")
+                scores, rows = faiss.knn(vectors, self.folded_vectors(lam), depth, metric=faiss.METRIC_INNER_PRODUCT)
+                res = results_frame(queries, scores, rows, self.index.docnos)
+        finally:
+            self.lam, self.k = saved
+        return res.rename(columns={"qid": "query_id", "docno": "doc_id"})[["query_id", "doc_id", "score"]].astype(
+            {"query_id": str, "doc_id": str})
+
+
+class _PefaStage(pt.Transformer):
+    required: tuple[str, ...] = ("qid", "query_vec")
+
+    def __init__(self, pefa: PEFA):
+        self.pefa = pefa
+
+    def transform_inputs(self) -> list[str]:
+        return list(self.required)
+
+    def _prepare(self, inp: pd.DataFrame) -> None:
+        require_columns(inp.columns, self.required, self)
+        self.pefa.check_leak(inp)
+        self.pefa.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+
+
+class _LeakGuard(_PefaStage):
+    """Passes frames through after the leak and encoder checks (in front of the XS folded-index retriever)."""
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        self._prepare(inp)
+        return inp
+
+
+class PefaReranker(_PefaStage):
+    """``qid, query_vec, docno`` -> PEFA ``score, rank`` (XL formula, or XS folded vectors)."""
+
+    required = ("qid", "query_vec", "docno")
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        self._prepare(inp)
+        if self.pefa.kind == "xs":
+            return self.pefa.folded_index().scorer(missing="drop")(inp)
+        index = self.pefa.index
+        rows = index.docno_lookup.get_indexer(inp["docno"].astype(str))
+        inp, rows = inp[rows >= 0], rows[rows >= 0]
+        codes, first = first_per_qid(inp["qid"])
+        queries = stack_vectors(inp["query_vec"].iloc[first], index.dim, "query_vec")
+        out = inp.assign(score=self.pefa.score_pairs(queries, codes, rows))
+        out = pt.model.add_ranks(out)
+        return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
+
+
+class PefaRetriever(_PefaStage):
+    """PEFA-XL first stage: dense top-k and the documents of the nearest training queries, merged and re-scored."""
+
+    def __init__(self, pefa: PEFA, k: int = 1000):
+        super().__init__(pefa)
+        self.k = k
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        import faiss
+
+        self._prepare(inp)
+        index = self.pefa.index
+        queries = stack_vectors(inp["query_vec"], index.dim, "query_vec")
+        k = min(self.k, len(index))
+        if len(inp) == 0:
+            return results_frame(inp, np.zeros((0, k), np.float32), np.zeros((0, k), int), index.docnos)
+        _, dense_rows = faiss.knn(queries, index.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        knn = self.pefa.knn_scores(queries)
+        label_pos = np.repeat(np.arange(len(queries)), np.diff(knn.indptr))
+        pos = np.concatenate([np.repeat(np.arange(len(queries)), k), label_pos])
+        rows = np.concatenate([dense_rows.reshape(-1), knn.indices])
+        keep = rows >= 0
+        pairs = np.unique(pos[keep].astype(np.int64) * len(index) + rows[keep])
+        pos, rows = pairs // len(index), pairs % len(index)
+        scores = self.pefa.score_pairs(queries, pos, rows, knn)
+        order = np.lexsort((-scores, pos))
+        pos, rows, scores = pos[order], rows[order], scores[order]
+        starts = np.searchsorted(pos, np.arange(len(queries)))
+        rank = np.arange(len(pos)) - starts[pos]
+        top = rank < k
+        out = inp.iloc[pos[top]].reset_index(drop=True)
+        out = out.drop(columns=[c for c in ("docno", "score", "rank") if c in out.columns])
+        return out.assign(docno=index.docnos[rows[top]], score=scores[top], rank=rank[top])
+
+
+def drop_overlap(train_topics: pd.DataFrame, *held_out: pd.DataFrame) -> pd.DataFrame:
+    """``train_topics`` without the queries that also occur (by qid or normalised text) in any ``held_out`` set.
+
+    Use it to build PEFA's memory when a collection repeats query texts across splits: the held-out side stays
+    untouched, the training side gives the duplicates up.
+    """
+    qids = set().union(*(set(t["qid"].astype(str)) for t in held_out))
+    texts = set().union(*(set(t["query"].map(_normal)) for t in held_out))
+    keep = ~train_topics["qid"].astype(str).isin(qids) & ~train_topics["query"].map(_normal).isin(texts)
+    return train_topics[keep].reset_index(drop=True)
+
+
+def _label_matrix(qids: pd.Series, qrels: pd.DataFrame, index: DenseIndex) -> sp.csr_matrix:
+    """Binary (training queries x index documents) relevance; judgements of documents the index lacks are dropped."""
+    positives = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
+    query_rows = pd.Index(qids).get_indexer(positives["qid"])
+    doc_rows = index.docno_lookup.get_indexer(positives["docno"])
+    keep = (query_rows >= 0) & (doc_rows >= 0)
+    matrix = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (query_rows[keep], doc_rows[keep])),
+                           shape=(len(qids), len(index)))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _check_lam_k(lam: float, k: int) -> None:
+    if not 0.0 <= lam <= 1.0:
+        raise InputError(f"lam must be in [0, 1], not {lam}")
+    if k < 1:
+        raise InputError(f"k must be at least 1, not {k}")
+
+
+def _normal(text: object) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def _plot_grid(grid: list[dict], measure: str, path: Path, kind: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(grid)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, group in frame.groupby("k"):
+        ax.plot(group["lam"], group[measure], marker="o", label=f"k={k}" if kind == "xl" else "PEFA-XS")
+    ax.set_xlabel("lambda (weight of the encoder score)")
+    ax.set_ylabel(f"{measure} (validation)")
+    ax.set_title(f"PEFA-{kind.upper()} tuning")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,53 @@
+"""Reporting helpers for the CLI, bench/ and examples/: markdown tables, JSON output, peak memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 4) -> str:
+    """A markdown table of ``rows``; floats with ``digits`` decimals."""
+    columns = columns or list(rows[0])
+
+    def cell(value: object) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> None:
+    print(markdown_table(rows, columns, digits))
+    sys.stdout.flush()
+
+
+def write_json(path: str | Path | None, payload: dict) -> None:
+    """Write ``payload`` as JSON, atomically (nothing half-written if interrupted)."""
+    if not path:
+        return
+    from pt_dense._atomic import atomic_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
+
+
+def bench_payload(rows: list[dict], config: dict, **headline) -> dict:
+    """``{<headline figures>, "rows": [...], "config": {...}}``: the convention of bench/ and examples/."""
+    return {**headline, "rows": rows, "config": config}
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
