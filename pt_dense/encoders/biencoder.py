@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError
 from pt_dense.models import resolve_model
 
@@ -25,9 +26,10 @@ Side = Literal["query", "doc"]
 #: encode calls with at least this many texts show a progress bar (unless ``progress=False``)
 PROGRESS_MIN_TEXTS = 2000
 CONFIG_FILE = "pt_dense_encoder.json"
+SIDE_NAMES = {"query": "queries", "doc": "documents"}
 
 
-class BiEncoder:
+class BiEncoder(StageFactory):
     """A shared-weight bi-encoder; see :meth:`from_pretrained` to build one."""
 
     def __init__(
@@ -192,7 +194,7 @@ class BiEncoder:
         if show:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(ids), desc=f"encoding {side}s", unit=side, smoothing=0.05)
+            bar = tqdm(total=len(ids), desc=f"encoding {SIDE_NAMES[side]}", unit="text", smoothing=0.05)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -215,25 +217,26 @@ class BiEncoder:
     def encode_docs(self, texts: Sequence[str], **kwargs) -> np.ndarray:
         return self.encode(texts, "doc", **kwargs)
 
-    # ------------------------------------------------------------------ PyTerrier stages
-    def query_encoder(self, batch_size: int | None = None):
-        """Stage ``qid, query -> + query_vec`` (each distinct query encoded once)."""
-        from pt_dense.encoders.stages import QueryEncoder
+    # ------------------------------------------------------------------ export
+    def export_module(self) -> torch.nn.Module:
+        """A plain module ``(input_ids, attention_mask) -> last_hidden_state`` for ONNX export (adapters merged)."""
+        import copy
 
-        return QueryEncoder(self, batch_size=batch_size)
+        model = copy.deepcopy(self.model).to("cpu").eval()
+        if hasattr(model, "merge_and_unload"):  # a peft model: fold the adapter into the weights
+            model = model.merge_and_unload()
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")  # the legacy exporter traces eager attention exactly
+        return _HiddenStates(model)
 
-    def doc_encoder(self, batch_size: int | None = None):
-        """Stage ``docno, text -> + doc_vec``."""
-        from pt_dense.encoders.stages import DocEncoder
 
-        return DocEncoder(self, batch_size=batch_size)
+class _HiddenStates(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
 
-    def scorer(self, batch_size: int | None = None):
-        """Stage re-ranking ``qid, query, docno, text`` rows by encoding both sides (see DenseIndex.scorer for the
-        cheaper path that reads stored document vectors)."""
-        from pt_dense.encoders.stages import TextScorer
-
-        return TextScorer(self, batch_size=batch_size)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def _read_folder_settings(folder: Path) -> dict:

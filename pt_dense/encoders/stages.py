@@ -14,6 +14,23 @@ ENCODER_ATTR = "pt_dense.query_encoder"
 ENCODER_KEY = "_pt_dense_encoder"
 
 
+class StageFactory:
+    """The PyTerrier stages of anything with ``encode(texts, side)``, ``fingerprint`` and ``batch_size``."""
+
+    def query_encoder(self, batch_size: int | None = None) -> QueryEncoder:
+        """Stage ``qid, query -> + query_vec`` (each distinct query encoded once)."""
+        return QueryEncoder(self, batch_size=batch_size)
+
+    def doc_encoder(self, batch_size: int | None = None) -> DocEncoder:
+        """Stage ``docno, text -> + doc_vec``."""
+        return DocEncoder(self, batch_size=batch_size)
+
+    def scorer(self, batch_size: int | None = None) -> TextScorer:
+        """Stage re-ranking ``qid, query, docno, text`` rows by encoding both sides (a DenseIndex's ``scorer()`` is
+        the cheaper path: it reads stored document vectors)."""
+        return TextScorer(self, batch_size=batch_size)
+
+
 class _EncoderStage(pt.Transformer):
     """Shared plumbing: the encoder, a batch size, equality by configuration."""
 

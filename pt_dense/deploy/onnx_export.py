@@ -1,0 +1,126 @@
+"""Export a BiEncoder to ONNX (legacy exporter, IR <= 9, dynamic batch and length), optionally int8-quantised.
+
+The folder holds everything a runtime needs: ``model.onnx``, the tokenizer (``tokenizer.json`` for Python,
+``vocab.txt`` for Java), ``config.json`` and ``parity.json`` (how far the export is from PyTorch on a sample).
+LoRA adapters are merged into the weights before export (``BiEncoder.export_module``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pt_dense._atomic import atomic_dir
+from pt_dense.encoders.onnx_encoder import CONFIG_NAME, OnnxEncoder
+from pt_dense.errors import InputError
+
+OPSET = 17
+#: ONNX Runtime Java 1.17 (inside the Pyserini fatjar) loads IR version <= 9
+MAX_IR_VERSION = 9
+
+
+def export_onnx(encoder, out_dir: str | Path, *, quantize: str | None = None, overwrite: bool = False,
+                sample_docs: list[str] | None = None, sample_queries: list[str] | None = None) -> Path:
+    """Write the ONNX export of ``encoder`` to ``out_dir`` (atomically) and return the folder.
+
+    ``quantize="int8"`` applies onnxruntime's dynamic int8 quantisation to the weights. The parity report compares
+    the export with PyTorch on ``sample_docs``/``sample_queries`` (default: 128 documents and 64 queries of the
+    embedded SciFact).
+    """
+    import onnx
+    import torch
+
+    if quantize not in (None, "int8"):
+        raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        fp32 = tmp / "model.fp32.onnx"
+        example = encoder.collate(encoder.tokenize(["an example text", "and another"], "doc"))
+        with torch.inference_mode():
+            torch.onnx.export(
+                encoder.export_module(), (example["input_ids"].cpu(), example["attention_mask"].cpu()), str(fp32),
+                input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                dynamic_axes={name: {0: "batch", 1: "length"}
+                              for name in ("input_ids", "attention_mask", "last_hidden_state")},
+                opset_version=OPSET, dynamo=False,
+            )
+        model = tmp / "model.onnx"
+        if quantize == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(model), weight_type=QuantType.QInt8, per_channel=True)
+            fp32.unlink()
+        else:
+            fp32.rename(model)
+        ir_version = onnx.load(str(model), load_external_data=False).ir_version
+        if ir_version > MAX_IR_VERSION:
+            raise InputError(f"the export has ONNX IR version {ir_version}; Anserini's runtime loads <= 9")
+        encoder.tokenizer.save_pretrained(str(tmp))
+        _write_vocab(encoder.tokenizer, tmp / "vocab.txt")
+        config = {
+            "format": "pt_dense.onnx",
+            "model": model.name,
+            "query_model": model.name,
+            "doc_model": model.name,
+            "vocab": "vocab.txt",
+            "precision": quantize or "fp32",
+            "name": encoder.name,
+            "dim": encoder.dim,
+            "fingerprint": encoder.fingerprint,
+            "settings": encoder.settings(),
+            "lowercase": bool(getattr(encoder.tokenizer, "do_lower_case", True)),
+            "pad_token_id": int(encoder.tokenizer.pad_token_id or 0),
+            "ir_version": ir_version,
+            "opset": OPSET,
+            "model_sha256": _sha256(model),
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        parity = parity_report(encoder, OnnxEncoder(tmp), sample_docs, sample_queries)
+        (tmp / "parity.json").write_text(json.dumps(parity, indent=2))
+    return Path(out_dir)
+
+
+def parity_report(encoder, exported, sample_docs: list[str] | None = None,
+                  sample_queries: list[str] | None = None) -> dict:
+    """Max abs difference of the vectors and top-10 agreement of the rankings, PyTorch vs the export."""
+    if sample_docs is None or sample_queries is None:
+        from pt_dense import datasets
+
+        data = datasets.load("scifact")
+        sample_docs = sample_docs or [d["text"] for d in itertools.islice(data.corpus_iter(), 128)]
+        sample_queries = sample_queries or list(data.topics("test")["query"][:64])
+    torch_docs, onnx_docs = encoder.encode(sample_docs, "doc"), exported.encode(sample_docs, "doc")
+    torch_q, onnx_q = encoder.encode(sample_queries, "query"), exported.encode(sample_queries, "query")
+    k = min(10, len(sample_docs))
+    top_torch = np.argsort(-(torch_q @ torch_docs.T), axis=1)[:, :k]
+    top_onnx = np.argsort(-(onnx_q @ onnx_docs.T), axis=1)[:, :k]
+    agreement = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_torch, top_onnx, strict=True)])
+    return {
+        "precision": exported.config["precision"],
+        "sample_docs": len(sample_docs),
+        "sample_queries": len(sample_queries),
+        "max_abs_diff_docs": float(np.abs(torch_docs - onnx_docs).max()),
+        "max_abs_diff_queries": float(np.abs(torch_q - onnx_q).max()),
+        "min_cosine": float(min((torch_docs * onnx_docs).sum(1).min(), (torch_q * onnx_q).sum(1).min())),
+        "top10_agreement": float(agreement),
+    }
+
+
+def _write_vocab(tokenizer, path: Path) -> None:
+    """WordPiece vocabulary, one token per line in id order (what the Java side reads)."""
+    vocab = tokenizer.get_vocab()
+    tokens = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise InputError("the tokenizer's vocabulary ids are not contiguous; it cannot be written as vocab.txt")
+    path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,123 @@
+"""OnnxEncoder: an exported encoder on onnxruntime, with the same PyTerrier stages as BiEncoder and no torch.
+
+An export folder (see :func:`pt_dense.deploy.onnx_export.export_onnx`) holds ``model.onnx`` (token ids ->
+last hidden states), ``tokenizer.json`` / ``vocab.txt`` and ``config.json`` (pooling, normalisation, max lengths,
+prefixes, fingerprint). Pooling and normalisation run here in numpy, as the Java bridge does them in Java.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pt_dense.encoders.stages import StageFactory
+from pt_dense.errors import InputError
+
+CONFIG_NAME = "config.json"
+
+
+class OnnxEncoder(StageFactory):
+    """Encodes texts with an exported ONNX model; ``query_encoder()``, ``doc_encoder()``, ``scorer()`` as BiEncoder."""
+
+    def __init__(self, folder: str | Path, *, batch_size: int = 32, threads: int | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        config_file = self.folder / CONFIG_NAME
+        if not config_file.exists():
+            raise InputError(f"{self.folder} is not a pt_dense ONNX export (no {CONFIG_NAME}); "
+                             "create one with pt_dense.export.onnx(encoder, folder)")
+        self.config = json.loads(config_file.read_text())
+        if self.config.get("format") != "pt_dense.onnx":
+            raise InputError(f"{config_file} is not a pt_dense ONNX config")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        self.session = ort.InferenceSession(str(self.folder / self.config["model"]), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.batch_size = batch_size
+        self.name = self.config.get("name", self.folder.name)
+        self.pad_id = int(self.config.get("pad_token_id", 0))
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, **kwargs) -> OnnxEncoder:
+        return cls(folder, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"OnnxEncoder({str(self.folder)!r}, precision={self.config.get('precision')!r})"
+
+    @property
+    def dim(self) -> int:
+        return int(self.config["dim"])
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the encoder that was exported (an index it built accepts these vectors)."""
+        return self.config["fingerprint"]
+
+    def settings(self) -> dict:
+        return dict(self.config["settings"])
+
+    def descriptor(self) -> dict:
+        return {"fingerprint": self.fingerprint, "name": self.name, "dim": self.dim, "settings": self.settings(),
+                "precision": self.config.get("precision")}
+
+    def tokenize(self, texts: Sequence[str], side: str) -> list[list[int]]:
+        settings = self.config["settings"]
+        prefix = settings["query_prefix"] if side == "query" else settings["doc_prefix"]
+        max_length = settings["query_max_length"] if side == "query" else settings["doc_max_length"]
+        self.tokenizer.enable_truncation(max_length)
+        return [e.ids for e in self.tokenizer.encode_batch([prefix + t for t in texts])]
+
+    def encode(self, texts: Sequence[str], side: str = "doc", *, batch_size: int | None = None,
+               progress: bool | None = None) -> np.ndarray:
+        """float32 vectors in input order; length-sorted batches, as BiEncoder.encode."""
+        from pt_dense.encoders.biencoder import PROGRESS_MIN_TEXTS, SIDE_NAMES
+
+        if side not in ("query", "doc"):
+            raise InputError(f"side must be 'query' or 'doc', not {side!r}")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if len(texts) == 0:
+            return out
+        ids = self.tokenize(texts, side)
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        batch_size = batch_size or self.batch_size
+        show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(ids), desc=f"encoding {SIDE_NAMES[side]} (onnx)", unit="text", disable=not show) as bar:
+            for start in range(0, len(ids), batch_size):
+                rows = order[start : start + batch_size]
+                out[rows] = self._run([ids[i] for i in rows])
+                bar.update(len(rows))
+        return out
+
+    def _run(self, ids: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        hidden = self.session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in self.input_names})[0]
+        return pool(hidden, mask, self.config["settings"]["pooling"], self.config["settings"]["normalize"])
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:
+    """Mean (over real tokens) or CLS pooling, then optional L2 normalisation: the same as BiEncoder.pool."""
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = mask[..., None].astype(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+    if normalize:
+        pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return pooled.astype(np.float32)
