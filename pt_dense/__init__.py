@@ -15,6 +15,8 @@ _EXPORTS = {
     "BiEncoder": "pt_dense.encoders.biencoder",
     "DenseIndex": "pt_dense.index.dense_index",
     "BM25": "pt_dense.bm25",
+    "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
+    "PEFA": "pt_dense.pefa",
     "linear_fusion": "pt_dense.fusion",
     "rrf": "pt_dense.fusion",
     "PtDenseError": "pt_dense.errors",
@@ -26,19 +28,20 @@ _EXPORTS = {
     "EncoderMismatchError": "pt_dense.errors",
     "DeploymentError": "pt_dense.errors",
 }
-_SUBMODULES = ("datasets", "models", "evaluation", "fusion")
+_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa")
 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
-    "BM25", "BiEncoder", "DenseIndex", "linear_fusion", "rrf",
+    "BM25", "BiEncoder", "DenseIndex", "OnnxEncoder", "PEFA", "linear_fusion", "rrf",
     "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
     "MissingColumnsError", "PtDenseError", "UnknownModelError",
-    "datasets", "evaluation", "fusion", "models",
+    "datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa",
 ]
 
 if TYPE_CHECKING:
-    from pt_dense import datasets, evaluation, fusion, models
+    from pt_dense import datasets, deploy, evaluation, export, fusion, models, pefa
     from pt_dense.bm25 import BM25
     from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.encoders.onnx_encoder import OnnxEncoder
     from pt_dense.errors import (
         DeploymentError,
         EncoderMismatchError,
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     )
     from pt_dense.fusion import linear_fusion, rrf
     from pt_dense.index.dense_index import DenseIndex
+    from pt_dense.pefa import PEFA
 
 
 def __getattr__(name: str):

@@ -3,8 +3,8 @@
 With training queries q_i and their relevant documents (labels y(i, d) in {0, 1}):
 
 - **PEFA-XL**: s(q, d) = lam * <q, d> + (1 - lam) * sum over the k training queries nearest to q of w_i * y(i, d),
-  with w_i = <q, q_i> (divided by k if ``divide_by_k``). Two indices: the documents and the training queries; the
-  candidates of both are merged.
+  with w_i = <q, q_i> (divided by k if ``divide_by_k``). Two indices: the documents and the training queries (FAISS);
+  the first stage scores every document exactly, which contains the merge of both candidate lists.
 - **PEFA-XS**: one index over folded vectors d~ = lam * d + (1 - lam) * normalize(sum of the training queries
   relevant to d); a plain dense search over d~ (a document without training queries keeps lam * d).
 
@@ -81,7 +81,7 @@ class PEFA:
     def retriever(self, k: int = 1000, *, kind: str = "flat", **params) -> pt.Transformer:
         """First stage ``qid, query_vec -> docno, score, rank`` (XS: a dense search over the folded index)."""
         if self.kind == "xs":
-            return _LeakGuard(self) >> self.folded_index().retriever(k=k, kind=kind, **params)
+            return PefaXsRetriever(self, self.folded_index().retriever(k=k, kind=kind, **params))
         return PefaRetriever(self, k)
 
     # ------------------------------------------------------------------ XL scoring
@@ -107,8 +107,31 @@ class PEFA:
         for start in range(0, len(rows), SCORE_CHUNK):
             part = slice(start, start + SCORE_CHUNK)
             dense[part] = np.einsum("ij,ij->i", queries[query_pos[part]], self.index.vectors[rows[part]])
-        label_part = np.asarray(knn[query_pos, rows]).reshape(-1) if len(rows) else np.zeros(0)
-        return (self.lam * dense + (1 - self.lam) * label_part).astype(np.float32)
+        return (self.lam * dense + (1 - self.lam) * _lookup(knn, query_pos, rows)).astype(np.float32)
+
+    def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact PEFA-XL top-k over every document: lam * <q, d> + (1 - lam) * kNN label score.
+
+        Scoring all documents contains the merge of both candidate lists (the documents' dense top-k and the
+        documents of the nearest training queries), so nothing a merge would find is missed; queries go in chunks
+        that bound the score matrix to SCORE_CHUNK * 256 floats.
+        """
+        vectors, knn = self.index.vectors, self.knn_scores(queries)
+        n_docs = len(vectors)
+        k = min(k, n_docs)
+        scores_out = np.empty((len(queries), k), dtype=np.float32)
+        rows_out = np.empty((len(queries), k), dtype=np.int64)
+        step = max(1, (SCORE_CHUNK * 256) // n_docs)
+        for start in range(0, len(queries), step):
+            part = slice(start, start + step)
+            scores = self.lam * (queries[part] @ vectors.T)
+            scores += (1 - self.lam) * knn[part].toarray()
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_docs else np.argsort(-scores, axis=1)
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            rows_out[part] = np.take_along_axis(top, order, axis=1)
+            scores_out[part] = np.take_along_axis(top_scores, order, axis=1)
+        return scores_out, rows_out
 
     # ------------------------------------------------------------------ XS folding
     def folded_vectors(self, lam: float | None = None) -> np.ndarray:
@@ -147,10 +170,11 @@ class PEFA:
     # ------------------------------------------------------------------ leak check and tuning
     def check_leak(self, inp: pd.DataFrame) -> None:
         """Refuse queries that are training queries (same qid, or the same text)."""
-        leaked = set(inp["qid"].astype(str)) & self.train_qids
+        qids = inp["qid"].astype(str).tolist()
+        leaked = {qid for qid in qids if qid in self.train_qids}
         if "query" in inp.columns:
-            texts = inp["query"].dropna().map(_normal)
-            leaked |= set(inp.loc[texts[texts.isin(self.train_texts)].index, "qid"].astype(str))
+            leaked |= {qid for qid, text in zip(qids, inp["query"], strict=True)
+                       if isinstance(text, str) and _normal(text) in self.train_texts}
         if leaked:
             raise InputError(
                 f"{len(leaked)} input queries are also PEFA training queries (by qid or text, e.g. "
@@ -213,12 +237,16 @@ class _PefaStage(pt.Transformer):
         self.pefa.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
 
 
-class _LeakGuard(_PefaStage):
-    """Passes frames through after the leak and encoder checks (in front of the XS folded-index retriever)."""
+class PefaXsRetriever(_PefaStage):
+    """PEFA-XS first stage: the leak and encoder checks, then a plain dense search of the folded index."""
+
+    def __init__(self, pefa: PEFA, folded_retriever: pt.Transformer):
+        super().__init__(pefa)
+        self.folded_retriever = folded_retriever
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         self._prepare(inp)
-        return inp
+        return self.folded_retriever.transform(inp)
 
 
 class PefaReranker(_PefaStage):
@@ -241,38 +269,21 @@ class PefaReranker(_PefaStage):
 
 
 class PefaRetriever(_PefaStage):
-    """PEFA-XL first stage: dense top-k and the documents of the nearest training queries, merged and re-scored."""
+    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k`)."""
 
     def __init__(self, pefa: PEFA, k: int = 1000):
         super().__init__(pefa)
         self.k = k
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        import faiss
-
         self._prepare(inp)
         index = self.pefa.index
         queries = stack_vectors(inp["query_vec"], index.dim, "query_vec")
-        k = min(self.k, len(index))
         if len(inp) == 0:
+            k = min(self.k, len(index))
             return results_frame(inp, np.zeros((0, k), np.float32), np.zeros((0, k), int), index.docnos)
-        _, dense_rows = faiss.knn(queries, index.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-        knn = self.pefa.knn_scores(queries)
-        label_pos = np.repeat(np.arange(len(queries)), np.diff(knn.indptr))
-        pos = np.concatenate([np.repeat(np.arange(len(queries)), k), label_pos])
-        rows = np.concatenate([dense_rows.reshape(-1), knn.indices])
-        keep = rows >= 0
-        pairs = np.unique(pos[keep].astype(np.int64) * len(index) + rows[keep])
-        pos, rows = pairs // len(index), pairs % len(index)
-        scores = self.pefa.score_pairs(queries, pos, rows, knn)
-        order = np.lexsort((-scores, pos))
-        pos, rows, scores = pos[order], rows[order], scores[order]
-        starts = np.searchsorted(pos, np.arange(len(queries)))
-        rank = np.arange(len(pos)) - starts[pos]
-        top = rank < k
-        out = inp.iloc[pos[top]].reset_index(drop=True)
-        out = out.drop(columns=[c for c in ("docno", "score", "rank") if c in out.columns])
-        return out.assign(docno=index.docnos[rows[top]], score=scores[top], rank=rank[top])
+        scores, rows = self.pefa.top_k(queries, self.k)
+        return results_frame(inp, scores, rows, index.docnos)
 
 
 def drop_overlap(train_topics: pd.DataFrame, *held_out: pd.DataFrame) -> pd.DataFrame:
@@ -298,6 +309,18 @@ def _label_matrix(qids: pd.Series, qrels: pd.DataFrame, index: DenseIndex) -> sp
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix[rows[i], cols[i]]`` for every i, vectorised (scipy's element-wise fancy indexing is slow)."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    width = np.int64(matrix.shape[1])
+    keys = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr)) * width + matrix.indices
+    wanted = rows.astype(np.int64) * width + cols
+    found = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    hit = (keys[found] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return np.where(hit, matrix.data[found] if len(keys) else 0.0, 0.0)
 
 
 def _check_lam_k(lam: float, k: int) -> None:

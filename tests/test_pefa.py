@@ -127,3 +127,15 @@ def test_drop_overlap_removes_shared_queries_from_the_training_side():
     train = pd.DataFrame({"qid": ["a", "b", "c"], "query": ["Cats sit", "dogs run", "birds fly"]})
     held = pd.DataFrame({"qid": ["c", "x"], "query": ["something", "cats  SIT"]})
     assert drop_overlap(train, held)["qid"].tolist() == ["b"]
+
+
+def test_sparse_lookup_matches_dense_indexing():
+    import scipy.sparse as sp
+
+    from pt_dense.pefa import _lookup
+
+    matrix = sp.random(30, 50, density=0.1, random_state=0, format="csr")
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, 30, 500), rng.integers(0, 50, 500)
+    np.testing.assert_allclose(_lookup(matrix, rows, cols), matrix.toarray()[rows, cols])
+    assert _lookup(sp.csr_matrix((3, 4)), np.array([0, 2]), np.array([1, 3])).tolist() == [0.0, 0.0]

@@ -1,0 +1,166 @@
+"""Deployment targets for a DenseIndex: Pyserini's FAISS layout and Lucene (HNSW or flat) through Anserini, plus
+the PyTerrier stages that search them.
+
+Lucene's DOT_PRODUCT similarity needs unit vectors and scores ``(1 + dot) / 2``; the stages turn scores back into
+dot products so they mix with every other pt_dense stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pt_dense._atomic import atomic_dir
+from pt_dense._validate import clean_texts, require_columns
+from pt_dense.errors import DeploymentError, InputError
+from pt_dense.index.dense_index import DenseIndex
+
+META_NAME = "pt_dense.json"
+LUCENE_SUBDIR = "index"
+
+
+def pyserini_faiss(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``index`` in the layout Pyserini's ``FaissSearcher`` reads: ``index`` (faiss IndexFlatIP) + ``docid``."""
+    import faiss
+
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        flat = faiss.IndexFlatIP(index.dim)
+        for start in range(0, len(index), 65536):
+            flat.add(np.ascontiguousarray(index.vectors[start : start + 65536]))
+        faiss.write_index(flat, str(tmp / "index"))
+        (tmp / "docid").write_text("".join(d + "\n" for d in index.docnos), encoding="utf-8")
+        (tmp / META_NAME).write_text(json.dumps(_meta(index, "pyserini-faiss"), indent=2))
+    return Path(out_dir)
+
+
+def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int = 16, ef_construction: int = 100,
+           int8: bool = False, threads: int | None = None, overwrite: bool = False) -> Path:
+    """Build a Lucene dense index of ``index``'s vectors with Anserini (``IndexHnswDenseVectors`` or
+    ``IndexFlatDenseVectors``); the Lucene folder is ``out_dir/index``, our metadata ``out_dir/pt_dense.json``."""
+    from tqdm.auto import tqdm
+
+    if kind not in ("hnsw", "flat"):
+        raise InputError(f"kind must be 'hnsw' or 'flat', not {kind!r}")
+    if not index.meta.get("normalized"):
+        raise InputError("Lucene's DOT_PRODUCT needs unit vectors; this index is not L2-normalised")
+    from pt_dense.deploy.jvm import autoclass
+
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp, tempfile.TemporaryDirectory() as collection:
+        with open(Path(collection) / "vectors.jsonl", "w", encoding="utf-8") as out:
+            for start in tqdm(range(0, len(index), 4096), desc="writing vectors for Anserini", unit="chunk",
+                              disable=len(index) <= 4096):
+                rows = np.asarray(index.vectors[start : start + 4096])
+                out.writelines(json.dumps({"docid": d, "vector": v.tolist()}) + "\n"
+                               for d, v in zip(index.docnos[start : start + 4096], rows, strict=True))
+        args = ["-collection", "JsonDenseVectorCollection", "-input", collection, "-index", str(tmp / LUCENE_SUBDIR),
+                "-generator", "DenseVectorDocumentGenerator", "-threads", str(threads or os.cpu_count() or 1)]
+        if kind == "hnsw":
+            args += ["-M", str(M), "-efC", str(ef_construction)]
+        if int8:
+            args += ["-quantize.int8"]
+        main = autoclass(f"io.anserini.index.Index{'Hnsw' if kind == 'hnsw' else 'Flat'}DenseVectors")
+        main.main(args)
+        if not any((tmp / LUCENE_SUBDIR).glob("segments_*")):
+            raise DeploymentError(f"Anserini wrote no Lucene index (arguments: {' '.join(args)})")
+        meta = {**_meta(index, f"lucene-{kind}"), "M": M, "ef_construction": ef_construction, "int8": int8}
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
+    return Path(out_dir)
+
+
+def _meta(index: DenseIndex, kind: str) -> dict:
+    return {"kind": kind, "dim": index.dim, "count": len(index), "encoder": index.meta.get("encoder"),
+            "source": str(index.path)}
+
+
+class _DeployedStage(pt.Transformer):
+    """Shared checks: the ONNX export belongs to the encoder that built the deployed index."""
+
+    def __init__(self, folder: str | Path, onnx_dir: str | Path, k: int):
+        self.folder, self.onnx_dir, self.k = Path(folder), Path(onnx_dir), k
+        meta_file = self.folder / META_NAME
+        if not meta_file.exists():
+            raise InputError(f"{self.folder} is not a pt_dense deployment (no {META_NAME})")
+        self.meta = json.loads(meta_file.read_text())
+        onnx_config = json.loads((self.onnx_dir / "config.json").read_text())
+        built_by = (self.meta.get("encoder") or {}).get("fingerprint")
+        if built_by and onnx_config.get("fingerprint") != built_by:
+            from pt_dense.errors import EncoderMismatchError
+
+            raise EncoderMismatchError(f"{self.onnx_dir} exports encoder {onnx_config.get('fingerprint', '?')[:12]} "
+                                       f"but {self.folder} was built by {built_by[:12]}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.folder)!r}, {str(self.onnx_dir)!r}, k={self.k})"
+
+    def transform_inputs(self) -> list[str]:
+        return ["qid", "query"]
+
+    def _frame(self, inp: pd.DataFrame, hits: dict) -> pd.DataFrame:
+        rows = [(qid, h.docid, self._score(h.score), rank) for qid in inp["qid"].astype(str)
+                for rank, h in enumerate(hits.get(qid, []))]
+        found = pd.DataFrame(rows, columns=["qid", "docno", "score", "rank"])
+        queries = inp.drop(columns=[c for c in ("docno", "score", "rank") if c in inp.columns]).astype({"qid": str})
+        return queries.merge(found, on="qid").sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
+
+    def _score(self, score: float) -> float:
+        return float(score)
+
+
+class LuceneDense(_DeployedStage):
+    """``qid, query -> docno, score, rank`` in a Lucene dense index, queries encoded in Java by the bridge."""
+
+    def __init__(self, lucene_dir: str | Path, onnx_dir: str | Path, k: int = 1000, ef_search: int = 1000,
+                 threads: int | None = None):
+        super().__init__(lucene_dir, onnx_dir, k)
+        self.ef_search, self.threads = max(ef_search, k), threads or os.cpu_count() or 1
+        from pt_dense.deploy.jvm import autoclass, start_jvm
+
+        start_jvm()
+        autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(self.onnx_dir.absolute()))
+        from pyserini.search.lucene import LuceneFlatDenseSearcher, LuceneHnswDenseSearcher
+
+        index_dir = str(self.folder / LUCENE_SUBDIR)
+        if self.meta["kind"] == "lucene-hnsw":
+            self.searcher = LuceneHnswDenseSearcher(index_dir, ef_search=self.ef_search, encoder="PtDense")
+        else:
+            self.searcher = LuceneFlatDenseSearcher(index_dir, encoder="PtDense")
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, ["qid", "query"], self)
+        clean_texts(inp["query"].to_numpy(), inp["qid"].to_numpy(), "query")
+        hits = self.searcher.batch_search(list(inp["query"]), list(inp["qid"].astype(str)), k=self.k,
+                                          threads=self.threads)
+        return self._frame(inp, hits)
+
+    def _score(self, score: float) -> float:
+        return 2.0 * float(score) - 1.0  # Lucene DOT_PRODUCT scores (1 + dot) / 2
+
+
+class PyseriniFaiss(_DeployedStage):
+    """``qid, query -> docno, score, rank`` with Pyserini's FaissSearcher, queries encoded by onnxruntime."""
+
+    def __init__(self, faiss_dir: str | Path, onnx_dir: str | Path, k: int = 1000, threads: int | None = None):
+        super().__init__(faiss_dir, onnx_dir, k)
+        from pt_dense.deploy.jvm import start_jvm
+        from pt_dense.encoders.onnx_encoder import OnnxEncoder
+
+        start_jvm()  # pyserini's package import starts Java
+        from pyserini.search.faiss import FaissSearcher
+
+        self.encoder = OnnxEncoder(self.onnx_dir)
+        self.threads = threads or os.cpu_count() or 1
+        self.searcher = FaissSearcher(str(self.folder), None)
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, ["qid", "query"], self)
+        queries = clean_texts(inp["query"].to_numpy(), inp["qid"].to_numpy(), "query")
+        vectors = self.encoder.encode(queries, "query")
+        qids = list(inp["qid"].astype(str))
+        hits = self.searcher.batch_search(vectors, qids, k=self.k, threads=self.threads)
+        return self._frame(inp, hits)
