@@ -1,4 +1,5 @@
-# `make demo` and `make test` each set up .venv from scratch when it is missing (torch's CPU build first).
+# `make demo` and `make test` each set up .venv from scratch when it is missing (torch's CPU build first),
+# and Debian's Eclipse compiler (ecj) for the Java bridge.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pt-dense-installed
@@ -6,6 +7,7 @@ STAMP := $(VENV)/.pt-dense-installed
 .PHONY: install demo test slow lint
 
 $(STAMP): pyproject.toml
+	test -f /usr/share/java/eclipse-jdt-core.jar || apt-get install -y -q ecj || (apt-get update -q && apt-get install -y -q ecj)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

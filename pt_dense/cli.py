@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from pt_dense.errors import PtDenseError
+from pt_dense.errors import InputError, PtDenseError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,9 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     ix.add_argument("--overwrite", action="store_true")
     ix.add_argument("--batch-size", type=int, default=32)
 
+    ex = commands.add_parser("export", help="ONNX export of an encoder, and optionally its index for Pyserini/Lucene")
+    ex.add_argument("--encoder", default="minilm", help="a folder saved by BiEncoder.save, or a model name")
+    ex.add_argument("--index", help="a DenseIndex folder built by that encoder")
+    ex.add_argument("--out", required=True, help="output folder (onnx/, and faiss/ and lucene-*/ with --index)")
+    ex.add_argument("--lucene", choices=["hnsw", "flat"], help="also build a Lucene index of this kind")
+    ex.add_argument("--int8", action="store_true", help="int8 ONNX model (and int8 Lucene vectors)")
+    ex.add_argument("--overwrite", action="store_true")
+
     args = parser.parse_args(argv)
     try:
-        return {"eval": _eval, "demo": _demo, "index": _index}[args.command](args)
+        return {"eval": _eval, "demo": _demo, "index": _index, "export": _export}[args.command](args)
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
         return 2
@@ -103,6 +111,29 @@ def _index(args) -> int:
     index = DenseIndex(args.out)
     (encoder.doc_encoder() >> index.indexer(overwrite=args.overwrite, total=len(corpus))).index(corpus)
     print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {encoder.fingerprint[:12]})")
+    return 0
+
+
+def _export(args) -> int:
+    import json
+
+    from pt_dense import export
+    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.index.dense_index import DenseIndex
+
+    out = Path(args.out)
+    encoder = BiEncoder.from_pretrained(args.encoder)
+    onnx_dir = export.onnx(encoder, out / "onnx", quantize="int8" if args.int8 else None, overwrite=args.overwrite)
+    print(f"{onnx_dir}: {json.loads((onnx_dir / 'parity.json').read_text())}")
+    if args.index:
+        index = DenseIndex(args.index)
+        index.check_encoder(encoder.fingerprint, what="the exported encoder's vectors")
+        print(export.pyserini_faiss(index, out / "faiss", overwrite=args.overwrite))
+        if args.lucene:
+            print(export.lucene(index, out / f"lucene-{args.lucene}", kind=args.lucene, int8=args.int8,
+                                overwrite=args.overwrite))
+    elif args.lucene:
+        raise InputError("--lucene needs --index")
     return 0
 
 

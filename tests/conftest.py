@@ -20,6 +20,7 @@ os.environ["IR_DATASETS_HOME"] = str(_HOME / "ir_datasets")
 os.environ["PYSERINI_CACHE"] = str(_HOME / "pyserini")
 os.environ["DJL_CACHE_DIR"] = str(_HOME / "djl")
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["PT_DENSE_JVM_OPTIONS"] = f"-Duser.home={_HOME / 'java-home'}"  # Anserini's encoder cache
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -46,9 +46,12 @@ class BiEncoder(StageFactory):
         batch_size: int = 32,
         name: str | None = None,
         device: str | torch.device | None = None,
+        autocast: str | None = None,
     ):
         if pooling not in ("mean", "cls"):
             raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if autocast not in (None, "bf16"):
+            raise InputError(f"autocast must be None or 'bf16', not {autocast!r}")
         if min(query_max_length, doc_max_length) < 2:
             raise InputError("max lengths must be at least 2 tokens (room for [CLS] and [SEP])")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -61,6 +64,7 @@ class BiEncoder(StageFactory):
         self.query_prefix = query_prefix
         self.doc_prefix = doc_prefix
         self.batch_size = batch_size
+        self.autocast = autocast  # inference in bfloat16 (faster on CPUs with AVX512-BF16/AMX; vectors differ ~1e-3)
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self._fingerprint: str | None = None
 
@@ -198,7 +202,7 @@ class BiEncoder(StageFactory):
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=bool(self.autocast)):
                 for start in starts:
                     rows = order[start : start + batch_size]
                     vectors = self.forward(self.collate([ids[i] for i in rows]))
