@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
+import pyterrier as pt
 import torch
 
 from pt_dense.encoders.stages import StageFactory
@@ -29,8 +31,12 @@ CONFIG_FILE = "pt_dense_encoder.json"
 SIDE_NAMES = {"query": "queries", "doc": "documents"}
 
 
-class BiEncoder(StageFactory):
-    """A shared-weight bi-encoder; see :meth:`from_pretrained` to build one."""
+class BiEncoder(StageFactory, pt.Estimator):
+    """A shared-weight bi-encoder; see :meth:`from_pretrained` to build one.
+
+    As a PyTerrier stage it encodes whatever its input holds (``query`` -> ``query_vec``, ``text`` -> ``doc_vec``,
+    both -> ``score``); as an Estimator, :meth:`fit` trains it (fully, or only a LoRA adapter: :meth:`with_lora`).
+    """
 
     def __init__(
         self,
@@ -67,6 +73,7 @@ class BiEncoder(StageFactory):
         self.autocast = autocast  # inference in bfloat16 (faster on CPUs with AVX512-BF16/AMX; vectors differ ~1e-3)
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self._fingerprint: str | None = None
+        self._base_source: str | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -79,13 +86,23 @@ class BiEncoder(StageFactory):
         """
         from transformers import AutoModel, AutoTokenizer
 
-        source = resolve_model(name_or_path)
+        source = resolve_model(name_or_path) if not _is_adapter_folder(name_or_path) else str(name_or_path)
         defaults = _read_folder_settings(Path(source)) if Path(source).is_dir() else {}
         defaults.setdefault("name", name_or_path)
+        base = defaults.pop("base", None)
         defaults.update(settings)
+        if _is_adapter_folder(source):  # a LoRA adapter saved by save(): its base, then the adapter
+            from peft import PeftModel
+
+            base_source = Path(source) / "base" if (Path(source) / "base").is_dir() else resolve_model(base)
+            model = PeftModel.from_pretrained(AutoModel.from_pretrained(base_source), source, is_trainable=True)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            return cls(model, tokenizer, **defaults)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModel.from_pretrained(source)
-        return cls(model, tokenizer, **defaults)
+        encoder = cls(model, tokenizer, **defaults)
+        encoder._base_source = source if Path(source).is_dir() else name_or_path
+        return encoder
 
     def settings(self) -> dict:
         """The settings that, with the weights, define the vectors this encoder produces."""
@@ -107,10 +124,93 @@ class BiEncoder(StageFactory):
         from pt_dense._atomic import atomic_dir
 
         with atomic_dir(path, overwrite=True) as tmp:
-            self.model.save_pretrained(tmp)
+            self.model.save_pretrained(tmp)  # a peft model writes only its adapter
             self.tokenizer.save_pretrained(tmp)
-            (tmp / CONFIG_FILE).write_text(json.dumps({**self.settings(), "name": self.name}, indent=2))
+            config = {**self.settings(), "name": self.name, "mode": self.mode}
+            if self.mode == "lora":
+                base = self.base_source
+                if base is None:  # built in memory: keep the base weights (adapter removed) beside the adapter
+                    import copy
+
+                    copy.deepcopy(self.model).unload().save_pretrained(tmp / "base")
+                config["base"] = base
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         return Path(path)
+
+    # ------------------------------------------------------------------ adapters and training
+    @property
+    def mode(self) -> str:
+        """``"lora"`` with a LoRA adapter, else ``"full"`` (every weight trains)."""
+        return "lora" if hasattr(self.model, "peft_config") else "full"
+
+    @property
+    def base_source(self) -> str | None:
+        """Where the base weights can be loaded from again (a packaged name or a folder), if known."""
+        return self._base_source
+
+    def with_lora(self, r: int = 8, alpha: int = 32, dropout: float = 0.1,
+                  targets: tuple[str, ...] = ("query", "value")) -> BiEncoder:
+        """A new encoder whose base weights are frozen and whose ``targets`` carry a LoRA adapter (peft).
+
+        Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections.
+        """
+        import copy
+
+        from peft import LoraConfig, get_peft_model
+
+        if self.mode == "lora":
+            raise InputError("this encoder already has a LoRA adapter; merge() it first to stack another")
+        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
+        model = get_peft_model(copy.deepcopy(self.model), config)
+        clone = type(self)(model, self.tokenizer, **self.settings(), batch_size=self.batch_size, name=self.name,
+                           device=self.device, autocast=self.autocast)
+        clone._base_source = self.base_source
+        return clone
+
+    def merge(self) -> BiEncoder:
+        """Fold the LoRA adapter into the weights (in place); the vectors stay the same."""
+        if self.mode == "lora":
+            self.model = self.model.merge_and_unload()
+            self.weights_changed()
+        return self
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        params = list(self.model.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    def fit(self, topics: pd.DataFrame, qrels: pd.DataFrame, valid_topics: pd.DataFrame | None = None,
+            valid_qrels: pd.DataFrame | None = None, *, corpus=None, negatives="in-batch", **settings) -> dict:
+        """Train contrastively (see :mod:`pt_dense.training.trainer` for the settings and their defaults)."""
+        from pt_dense.training.trainer import fit
+
+        return fit(self, topics, qrels, corpus=corpus, negatives=negatives, valid_topics=valid_topics,
+                   valid_qrels=valid_qrels, **settings)
+
+    def save_trainable(self, path: Path) -> None:
+        torch.save({k: v for k, v in self.model.state_dict().items() if k in self._trainable_names()}, path)
+
+    def load_trainable(self, path: Path) -> None:
+        self.model.load_state_dict(torch.load(path, weights_only=True), strict=False)
+        self.weights_changed()
+
+    def _trainable_names(self) -> set[str]:
+        names = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        return names | {n.replace(".default", "") for n in names}
+
+    # ------------------------------------------------------------------ as a PyTerrier stage
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """``query`` -> ``query_vec``; ``text`` (no query) -> ``doc_vec``; both -> ``score`` (re-ranking)."""
+        columns = set(inp.columns)
+        if {"query", "text"} <= columns:
+            return self.scorer().transform(inp)
+        if "query" in columns:
+            return self.query_encoder().transform(inp)
+        if "text" in columns:
+            return self.doc_encoder().transform(inp)
+        from pt_dense.errors import MissingColumnsError
+
+        raise MissingColumnsError(f"BiEncoder needs a 'query' or a 'text' column; the input has {sorted(columns)}")
 
     @property
     def dim(self) -> int:
@@ -243,11 +343,17 @@ class _HiddenStates(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+def _is_adapter_folder(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").exists()
+
+
 def _read_folder_settings(folder: Path) -> dict:
     """Settings stored beside a model: ours (from :meth:`BiEncoder.save`) or sentence-transformers'."""
     ours = folder / CONFIG_FILE
     if ours.exists():
-        return json.loads(ours.read_text())
+        settings = json.loads(ours.read_text())
+        settings.pop("mode", None)
+        return settings
     settings: dict = {}
     pooling_file = folder / "1_Pooling" / "config.json"
     if pooling_file.exists():

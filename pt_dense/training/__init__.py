@@ -1,0 +1,1 @@
+"""Training: the contrastive loss, negative sources and the loop behind ``BiEncoder.fit``."""

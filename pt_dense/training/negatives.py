@@ -1,0 +1,145 @@
+"""Where hard negatives come from.
+
+- ``InBatch``: none beyond the other queries' documents in the batch.
+- ``RetrieverNegatives``: any PyTerrier retriever (BM25, ``enc.query_encoder() >> index.retriever()``) run once over
+  the training topics; each step samples from its top ``depth``, skipping judged positives.
+- ``FileNegatives``: a fixed mined file (``qid<TAB>docno`` in rank order), so runs are reproducible; ``mine`` writes
+  one from any retriever.
+
+Sampling is seeded by (seed, epoch, qid): the same run draws the same negatives, resumed or not.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from pt_dense._atomic import atomic_file
+from pt_dense.errors import InputError
+
+
+class NegativeSource:
+    """Base: ``prepare`` once per fit, then ``sample`` per query and epoch."""
+
+    n: int = 0
+
+    def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        """Called once before training with the training topics and their judged positives."""
+
+    def sample(self, qid: str, positives: set[str], n: int, seed: int, epoch: int) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class InBatch(NegativeSource):
+    def describe(self) -> str:
+        return "in-batch"
+
+
+class RankedNegatives(NegativeSource):
+    """Negatives sampled uniformly from a per-query ranked candidate list, judged positives skipped."""
+
+    def __init__(self, n: int = 1, depth: int = 100, skip: int = 0):
+        if n < 1 or depth < 1:
+            raise InputError("hard negatives need n >= 1 and depth >= 1")
+        self.n, self.depth, self.skip = n, depth, skip
+        self.candidates: dict[str, list[str]] = {}
+
+    def sample(self, qid: str, positives: set[str], n: int, seed: int, epoch: int) -> list[str]:
+        pool = [d for d in self.candidates.get(qid, [])[self.skip :] if d not in positives][: self.depth]
+        if not pool:
+            return []
+        rng = random.Random(f"{seed}/{epoch}/{qid}")
+        return rng.sample(pool, n) if len(pool) >= n else [rng.choice(pool) for _ in range(n)]
+
+
+class RetrieverNegatives(RankedNegatives):
+    """Mine candidates with any PyTerrier retriever over the training topics (once per fit)."""
+
+    def __init__(self, retriever, n: int = 1, depth: int = 100, skip: int = 0):
+        super().__init__(n, depth, skip)
+        self.retriever = retriever
+
+    def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        self.candidates = ranked_lists(self.retriever(topics[["qid", "query"]]))
+
+    def describe(self) -> str:
+        return f"retriever({self.retriever!r}, depth={self.depth})"
+
+
+class FileNegatives(RankedNegatives):
+    """Candidates read from a mined file (``qid<TAB>docno`` lines, best first)."""
+
+    def __init__(self, path: str | Path, n: int = 1, depth: int = 100, skip: int = 0):
+        super().__init__(n, depth, skip)
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"no negatives file at {self.path}; write one with pt_dense.training.negatives.mine")
+
+    def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        frame = pd.read_csv(self.path, sep="\t", header=None, names=["qid", "docno"], dtype=str)
+        self.candidates = {qid: list(group["docno"]) for qid, group in frame.groupby("qid", sort=False)}
+
+    def describe(self) -> str:
+        return f"file({self.path})"
+
+
+def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) -> Path:
+    """Run ``retriever`` over ``topics`` and write its top ``depth`` per query as a negatives file (atomically)."""
+    lists = ranked_lists(retriever(topics[["qid", "query"]]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(f"{qid}\t{d}\n" for qid, docs in lists.items() for d in docs[:depth]))
+    return path
+
+
+def ranked_lists(results: pd.DataFrame) -> dict[str, list[str]]:
+    ordered = results.sort_values(["qid", "rank"], kind="stable") if "rank" in results else results
+    return {str(qid): list(group["docno"].astype(str)) for qid, group in ordered.groupby("qid", sort=False)}
+
+
+def resolve(negatives, corpus=None, n: int = 1, depth: int = 100) -> NegativeSource:
+    """Turn ``fit``'s ``negatives=`` argument into a NegativeSource.
+
+    Accepts a NegativeSource, ``"in-batch"``, ``"bm25"`` (Lucene BM25 over ``corpus``), a PyTerrier retriever, or the
+    path of a mined file.
+    """
+    import pyterrier as pt
+
+    if isinstance(negatives, NegativeSource):
+        return negatives
+    if negatives in (None, "in-batch", "inbatch"):
+        return InBatch()
+    if negatives == "bm25":
+        if corpus is None or not hasattr(corpus, "corpus_iter"):
+            raise InputError("negatives='bm25' needs corpus= a dataset (with corpus_iter) to index")
+        from pt_dense.bm25 import BM25
+
+        return RetrieverNegatives(BM25(corpus, num_results=depth + 20), n=n, depth=depth)
+    if isinstance(negatives, pt.Transformer):
+        return RetrieverNegatives(negatives, n=n, depth=depth)
+    if isinstance(negatives, (str, Path)) and Path(negatives).exists():
+        return FileNegatives(negatives, n=n, depth=depth)
+    raise InputError(f"unknown negatives {negatives!r}: use 'in-batch', 'bm25', a PyTerrier retriever, "
+                     "a mined file path or a NegativeSource")
+
+
+def positives_by_qid(qrels: pd.DataFrame) -> dict[str, set[str]]:
+    judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
+    return {qid: set(group["docno"]) for qid, group in judged.groupby("qid")}
+
+
+def doc_texts(corpus) -> dict[str, str]:
+    """docno -> text from a dataset (``corpus_iter``), an iterable of dicts, or a mapping."""
+    if isinstance(corpus, Mapping):
+        return dict(corpus)
+    records = corpus.corpus_iter() if hasattr(corpus, "corpus_iter") else corpus
+    if records is None:
+        raise InputError("fit needs corpus= (a dataset, a list of {'docno','text'} dicts or a docno->text dict)")
+    return {str(r["docno"]): r["text"] for r in records}

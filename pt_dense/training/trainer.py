@@ -1,0 +1,276 @@
+"""The training loop behind ``BiEncoder.fit``: batches, the contrastive loss, checkpoints, resume, validation, DDP.
+
+Determinism: the order of each epoch, the positive each query uses and its sampled negatives depend only on
+(seed, epoch), and checkpoints carry the optimiser, scheduler and RNG states, so a run that is killed and resumed
+ends with the same weights as one that was not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pt_dense._atomic import atomic_dir
+from pt_dense.errors import InputError
+from pt_dense.training.loss import contrastive_loss
+from pt_dense.training.negatives import NegativeSource, doc_texts, positives_by_qid, resolve
+
+#: per-mode defaults (Lee et al. 2023 for LoRA and full fine-tuning; DPTDR for deep prompts)
+MODE_DEFAULTS = {
+    "lora": {"lr": 2e-4},
+    "full": {"lr": 2e-5},
+    "prompts": {"lr": 7e-3},
+}
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float | None = None  # None: the mode's default
+    temperature: float = 0.05
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    seed: int = 42
+    n_negatives: int = 1
+    negative_depth: int = 100
+    query_max_length: int | None = None
+    doc_max_length: int | None = None
+    max_grad_norm: float = 1.0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0  # steps; 0: at the end of each epoch
+    resume: bool = False
+    max_steps: int | None = None  # stop early (e.g. to test resuming); the schedule still spans all epochs
+    valid_pool: int = 2000
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, negatives="in-batch",
+        valid_topics: pd.DataFrame | None = None, valid_qrels: pd.DataFrame | None = None, **settings) -> dict:
+    """Train ``encoder`` in place; returns a history dict (loss per step, validation per epoch)."""
+    unknown = set(settings) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        known = sorted(TrainConfig.__dataclass_fields__)
+        raise InputError(f"unknown training settings {sorted(unknown)}; known: {known}")
+    cfg = TrainConfig(**settings)
+    cfg.lr = cfg.lr if cfg.lr is not None else MODE_DEFAULTS[encoder.mode]["lr"]
+    if cfg.resume and not cfg.checkpoint_dir:
+        raise InputError("resume=True needs checkpoint_dir=")
+    world, rank = _init_distributed()
+    if cfg.batch_size % world:
+        raise InputError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({world})")
+
+    positives = positives_by_qid(qrels)
+    topics = topics.astype({"qid": str})
+    topics = topics[topics["qid"].isin(positives)].drop_duplicates("qid").reset_index(drop=True)
+    if len(topics) == 0:
+        raise InputError("no training topic has a judged positive in the qrels")
+    texts = doc_texts(corpus)
+    missing = {d for docs in positives.values() for d in docs} - set(texts)
+    positives = {q: {d for d in docs if d in texts} for q, docs in positives.items()}
+    topics = topics[topics["qid"].map(lambda q: bool(positives.get(q)))].reset_index(drop=True)
+    source: NegativeSource = resolve(negatives, corpus, n=cfg.n_negatives, depth=cfg.negative_depth)
+    source.prepare(topics, positives)
+    n_neg = source.n
+
+    if cfg.query_max_length:
+        encoder.query_max_length = cfg.query_max_length
+    if cfg.doc_max_length:
+        encoder.doc_max_length = cfg.doc_max_length
+    params = [p for p in encoder.model.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("the encoder has no trainable parameters")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = max(1, (len(topics) // cfg.batch_size) // cfg.grad_accum)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total - s) / max(total - warmup, 1))))
+
+    state = {"epoch": 0, "step": 0, "history": {"loss": [], "valid": []}, "best": None}
+    _seed_everything(cfg.seed)
+    if cfg.resume and (latest := _latest_checkpoint(cfg.checkpoint_dir)):
+        state = _load_checkpoint(latest, encoder, optimizer, scheduler)
+    if missing and rank == 0:
+        print(f"pt_dense: {len(missing)} judged documents are not in the corpus and are skipped")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=state["step"], desc=f"training ({encoder.mode}, {source.describe()})",
+               unit="step", disable=not cfg.progress or rank != 0)
+    encoder.model.train()
+    started = time.perf_counter()
+    try:
+        while state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            batches = _epoch_batches(topics, positives, cfg, epoch)
+            for index in range(state["step"] - epoch * steps_per_epoch, steps_per_epoch):
+                if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                    return state["history"]
+                loss = 0.0
+                for micro in batches[index * cfg.grad_accum : (index + 1) * cfg.grad_accum]:
+                    part = micro[rank::world] if world > 1 else micro
+                    loss += _step_loss(encoder, part, texts, positives, source, n_neg, cfg, epoch) / cfg.grad_accum
+                _sync_gradients(params, world)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                state["history"]["loss"].append(float(loss))
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                if cfg.checkpoint_dir and cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                    _save_checkpoint(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
+            state["epoch"] += 1
+            encoder.weights_changed()
+            if valid_topics is not None and valid_qrels is not None:
+                score = validate(encoder, valid_topics, valid_qrels, texts, cfg) if rank == 0 else 0.0
+                state["history"]["valid"].append({"epoch": state["epoch"], "nDCG@10": score})
+                if rank == 0:
+                    bar.write(f"epoch {state['epoch']}: validation nDCG@10 = {score:.4f}")
+                if cfg.checkpoint_dir and (state["best"] is None or score > state["best"]["nDCG@10"]):
+                    state["best"] = {"epoch": state["epoch"], "nDCG@10": score}
+                    _save_weights(Path(cfg.checkpoint_dir) / "best", encoder, rank)
+            if cfg.checkpoint_dir:
+                _save_checkpoint(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
+            encoder.model.train()
+    finally:
+        bar.close()
+        encoder.model.eval()
+        encoder.weights_changed()
+    state["history"]["seconds"] = time.perf_counter() - started
+    state["history"]["best"] = state["best"]
+    return state["history"]
+
+
+def _epoch_batches(topics: pd.DataFrame, positives: dict[str, set[str]], cfg: TrainConfig,
+                   epoch: int) -> list[list[tuple[str, str, str]]]:
+    """(qid, query, positive docno) micro-batches of one epoch, a pure function of (seed, epoch)."""
+    rng = random.Random(f"{cfg.seed}/order/{epoch}")
+    order = list(range(len(topics)))
+    rng.shuffle(order)
+    rows = []
+    for i in order:
+        qid, query = topics.at[i, "qid"], topics.at[i, "query"]
+        pos = sorted(positives[qid])
+        rows.append((qid, query, pos[epoch % len(pos)]))
+    full = len(rows) - len(rows) % cfg.batch_size if len(rows) >= cfg.batch_size else len(rows)
+    return [rows[i : i + cfg.batch_size] for i in range(0, full, cfg.batch_size)]  # a ragged tail is dropped
+
+
+def _step_loss(encoder, batch, texts, positives, source, n_neg, cfg, epoch) -> float:
+    docs: list[str] = []
+    for qid, _, pos in batch:
+        negs = source.sample(qid, positives[qid], n_neg, cfg.seed, epoch) if n_neg else []
+        negs = (negs + [pos] * n_neg)[:n_neg] if n_neg else []  # pad a short pool with the positive (masked)
+        docs += [pos, *negs]
+    q = encoder.embed([b[1] for b in batch], "query")
+    d = encoder.embed([texts[x] for x in docs], "doc")
+    group_pos = [positives[qid] for qid, _, _ in batch]
+    loss = contrastive_loss(q, d, temperature=cfg.temperature, doc_ids=docs, positives=group_pos)
+    (loss / cfg.grad_accum).backward()
+    return float(loss.detach())
+
+
+def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str, str], cfg: TrainConfig) -> float:
+    """nDCG@10 of dense retrieval over a pool: the judged documents plus a fixed random sample of the corpus."""
+    import ir_measures
+
+    judged = set(qrels["docno"].astype(str)) & set(texts)
+    rng = random.Random(f"{cfg.seed}/valid")
+    others = sorted(set(texts) - judged)
+    pool = sorted(judged) + rng.sample(others, min(cfg.valid_pool, len(others)))
+    docs = encoder.encode([texts[d] for d in pool], "doc", progress=False)
+    queries = encoder.encode(list(topics["query"]), "query", progress=False)
+    scores = queries @ docs.T
+    top = np.argsort(-scores, axis=1)[:, :10]
+    run = [ir_measures.ScoredDoc(str(qid), pool[j], float(scores[i, j]))
+           for i, qid in enumerate(topics["qid"]) for j in top[i]]
+    qrels_ir = [ir_measures.Qrel(str(r.qid), str(r.docno), int(r.label)) for r in qrels.itertuples()]
+    return float(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels_ir, run)[ir_measures.nDCG @ 10])
+
+
+# ---------------------------------------------------------------------- distributed
+def _init_distributed() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _sync_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average gradients over ranks (what DDP does), so every rank takes the same step."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= world
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _save_weights(folder: Path, encoder, rank: int) -> None:
+    if rank == 0:
+        encoder.save(folder)
+
+
+def _save_checkpoint(root: str, encoder, optimizer, scheduler, state: dict, rank: int) -> None:
+    if rank != 0:
+        return
+    root = Path(root)
+    with atomic_dir(root / f"step-{state['step']:08d}", overwrite=True) as tmp:
+        encoder.save_trainable(tmp / "weights.pt")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                            "torch": torch.get_rng_state()}}, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    for old in sorted(root.glob("step-*"))[:-2]:  # keep the last two
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _latest_checkpoint(root: str) -> Path | None:
+    found = sorted(p for p in Path(root).glob("step-*") if (p / "state.json").exists())
+    return found[-1] if found else None
+
+
+def _load_checkpoint(folder: Path, encoder, optimizer, scheduler) -> dict:
+    encoder.load_trainable(folder / "weights.pt")
+    saved = torch.load(folder / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    random.setstate(saved["rng"]["python"])
+    np.random.set_state(saved["rng"]["numpy"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    return json.loads((folder / "state.json").read_text())
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,191 @@
+"""Training: the loss, negative sources, LoRA, checkpoints and resume, save/load, and 2-process gradients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import WORDS, tiny_bert
+
+from pt_dense import InputError
+from pt_dense.encoders.biencoder import BiEncoder
+from pt_dense.training.loss import contrastive_loss
+from pt_dense.training.negatives import FileNegatives, RetrieverNegatives, mine
+
+TOPICS = pd.DataFrame({"qid": [f"q{i}" for i in range(8)], "query": [" ".join(WORDS[i : i + 3]) for i in range(8)]})
+DOCS = {f"d{i}": " ".join(WORDS[i : i + 6]) for i in range(16)}
+QRELS = pd.DataFrame({"qid": [f"q{i}" for i in range(8)] + ["q0"], "docno": [f"d{i}" for i in range(8)] + ["d9"],
+                      "label": 1})
+
+
+def no_dropout_encoder(seed: int = 0) -> BiEncoder:
+    model, tok = tiny_bert(seed)
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return BiEncoder(model, tok, query_max_length=16, doc_max_length=16)
+
+
+def test_loss_matches_a_hand_computed_value():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]])  # groups: [d0, d1], [d2, d3]
+    loss = contrastive_loss(q, d, temperature=1.0)
+    s0 = torch.tensor([1.0, 0.6, 0.0, 0.8])
+    s1 = torch.tensor([0.0, 0.8, 1.0, 0.6])
+    expected = ((torch.logsumexp(s0, 0) - 1.0) + (torch.logsumexp(s1, 0) - 1.0)) / 2
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_a_positive_is_never_a_negative():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # d1 is also judged relevant to q0: it must leave q0's denominator
+    masked = contrastive_loss(q, d, temperature=1.0, doc_ids=["a", "b"], positives=[{"a", "b"}, {"b"}])
+    expected_q0 = 0.0  # only its own positive remains
+    expected_q1 = (torch.logsumexp(torch.tensor([0.0, 1.0]), 0) - 1.0).item()
+    assert masked.item() == pytest.approx((expected_q0 + expected_q1) / 2, abs=1e-6)
+
+
+def test_lora_trains_only_the_adapter_and_changes_vectors(tiny_encoder):
+    lora = tiny_encoder.with_lora(r=2, alpha=4)
+    trainable, total = lora.trainable_parameters()
+    assert lora.mode == "lora" and tiny_encoder.mode == "full" and 0 < trainable < total
+    before = lora.encode(list(TOPICS["query"]), "query")
+    base_before = {k: v.clone() for k, v in lora.model.state_dict().items() if "lora_" not in k}
+    history = lora.fit(TOPICS, QRELS, corpus=DOCS, epochs=2, batch_size=4, lr=1e-2, progress=False, seed=1)
+    assert all(torch.equal(v, lora.model.state_dict()[k]) for k, v in base_before.items())
+    assert len(history["loss"]) == 4 and all(math.isfinite(x) for x in history["loss"])
+    assert np.abs(lora.encode(list(TOPICS["query"]), "query") - before).max() > 1e-4
+    np.testing.assert_allclose(tiny_encoder.encode(["cat"]), BiEncoder(*tiny_bert()).encode(["cat"]), atol=1e-6)
+
+
+def test_full_fine_tuning_lowers_the_training_loss():
+    enc = no_dropout_encoder()
+    history = enc.fit(TOPICS, QRELS, corpus=DOCS, epochs=8, batch_size=8, lr=1e-3, warmup_ratio=0.0,
+                      progress=False)
+    assert np.mean(history["loss"][-2:]) < history["loss"][0] * 0.7
+
+
+def test_saved_lora_encoder_round_trips_and_merges(tmp_path, tiny_encoder):
+    lora = tiny_encoder.with_lora(r=2, alpha=4)
+    lora.fit(TOPICS, QRELS, corpus=DOCS, epochs=1, batch_size=4, lr=1e-2, progress=False)
+    lora.save(tmp_path / "enc")
+    assert (tmp_path / "enc" / "adapter_config.json").exists()
+    loaded = BiEncoder.from_pretrained(str(tmp_path / "enc"))
+    assert loaded.mode == "lora" and loaded.fingerprint == lora.fingerprint
+    texts = list(TOPICS["query"])
+    np.testing.assert_allclose(loaded.encode(texts), lora.encode(texts), atol=1e-6)
+    merged = loaded.merge()
+    assert merged.mode == "full"
+    np.testing.assert_allclose(merged.encode(texts), lora.encode(texts), atol=1e-5)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    settings = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "progress": False, "seed": 7}
+    straight = BiEncoder(*tiny_bert(3)).with_lora(r=2, alpha=4)
+    straight.fit(TOPICS, QRELS, corpus=DOCS, **settings)
+    resumed = BiEncoder(*tiny_bert(3)).with_lora(r=2, alpha=4)
+    ckpt = str(tmp_path / "ckpt")
+    resumed.fit(TOPICS, QRELS, corpus=DOCS, checkpoint_dir=ckpt, checkpoint_every=1, max_steps=3, **settings)
+    partial = resumed.encode(["cat"]).copy()
+    fresh = BiEncoder(*tiny_bert(3)).with_lora(r=2, alpha=4)  # a new process would start from scratch
+    fresh.fit(TOPICS, QRELS, corpus=DOCS, checkpoint_dir=ckpt, checkpoint_every=1, resume=True, **settings)
+    assert not np.allclose(partial, straight.encode(["cat"]))
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), fresh.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_hard_negatives_from_a_retriever_and_a_mined_file(tmp_path, tiny_encoder):
+    import pyterrier as pt
+
+    ranked = pd.DataFrame({"qid": ["q0"] * 4, "docno": ["d0", "d9", "d12", "d13"], "rank": [0, 1, 2, 3],
+                           "score": [4.0, 3.0, 2.0, 1.0]})
+    retriever = pt.Transformer.from_df(ranked)
+    source = RetrieverNegatives(retriever, n=2, depth=10)
+    source.prepare(TOPICS, {"q0": {"d0", "d9"}})
+    drawn = source.sample("q0", {"d0", "d9"}, 2, seed=1, epoch=0)
+    assert sorted(drawn) == ["d12", "d13"]  # judged positives d0, d9 skipped
+    assert source.sample("q0", {"d0", "d9"}, 2, seed=1, epoch=0) == drawn  # seeded
+    path = mine(retriever, TOPICS.head(1), tmp_path / "neg.tsv")
+    from_file = FileNegatives(path, n=2)
+    from_file.prepare(TOPICS, {})
+    assert from_file.sample("q0", {"d0", "d9"}, 2, seed=1, epoch=0) == drawn
+    history = tiny_encoder.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, negatives=path, epochs=1, batch_size=4,
+                                              progress=False)
+    assert len(history["loss"]) == 2
+
+
+def test_validation_keeps_the_best_checkpoint(tmp_path, tiny_encoder):
+    lora = tiny_encoder.with_lora(r=2)
+    history = lora.fit(TOPICS, QRELS, TOPICS, QRELS, corpus=DOCS, epochs=2, batch_size=4, progress=False,
+                       checkpoint_dir=str(tmp_path / "ck"))
+    assert [v["epoch"] for v in history["valid"]] == [1, 2]
+    assert all(0 <= v["nDCG@10"] <= 1 for v in history["valid"])
+    assert (tmp_path / "ck" / "best" / "adapter_config.json").exists()
+
+
+def test_training_bad_input(tiny_encoder):
+    with pytest.raises(InputError, match="unknown training settings"):
+        tiny_encoder.fit(TOPICS, QRELS, corpus=DOCS, epoch=3)
+    with pytest.raises(InputError, match="judged positive"):
+        tiny_encoder.fit(TOPICS, QRELS.assign(qid="zzz"), corpus=DOCS)
+    with pytest.raises(InputError, match="negatives"):
+        tiny_encoder.fit(TOPICS, QRELS, corpus=DOCS, negatives="colbert")
+    with pytest.raises(InputError, match="corpus"):
+        tiny_encoder.fit(TOPICS, QRELS)
+    with pytest.raises(InputError, match="checkpoint_dir"):
+        tiny_encoder.fit(TOPICS, QRELS, corpus=DOCS, resume=True)
+
+
+def _global_batch():
+    return [(f"q{i}", TOPICS.at[i, "query"], f"d{i}") for i in range(8)]
+
+
+def _gradients(encoder, batch, world):
+    from pt_dense.training.negatives import RankedNegatives, positives_by_qid
+    from pt_dense.training.trainer import TrainConfig, _step_loss, _sync_gradients
+
+    negatives = RankedNegatives(n=1)
+    negatives.candidates = {f"q{i}": [f"d{(i + 5) % 16}", f"d{(i + 9) % 16}"] for i in range(8)}
+    cfg = TrainConfig(n_negatives=1)
+    params = [p for p in encoder.model.parameters() if p.requires_grad]
+    _step_loss(encoder, batch, DOCS, positives_by_qid(QRELS), negatives, 1, cfg, epoch=0)
+    _sync_gradients(params, world)
+    return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for n, p in encoder.model.named_parameters() if p.requires_grad}
+
+
+def _distributed_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.save(_gradients(no_dropout_encoder(), _global_batch()[rank::world], world), f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.integration
+def test_two_processes_give_the_gradients_of_one_process_on_the_global_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_distributed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    single = _gradients(no_dropout_encoder(), _global_batch(), world=1)
+    for rank in (0, 1):
+        distributed = torch.load(tmp_path / f"rank{rank}.pt")
+        assert distributed.keys() == single.keys()
+        for name, grad in single.items():
+            torch.testing.assert_close(distributed[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert max(g.abs().max().item() for g in single.values()) > 1e-4  # the comparison is not between zeros
