@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -23,9 +24,10 @@ EMBEDDED = Path(__file__).parent / "data"
 class BeirDataset:
     """A BEIR-format collection on disk, with PyTerrier's dataset methods."""
 
-    def __init__(self, path: str | Path, name: str | None = None):
+    def __init__(self, path: str | Path, name: str | None = None, keep_docnos: set[str] | None = None):
         self.path = Path(path)
         self.name = name or self.path.name
+        self.keep_docnos = keep_docnos
         missing = [f for f in ("queries.jsonl", "qrels") if not (self.path / f).exists()]
         if not self._corpus_file():
             missing.append("corpus.jsonl(.gz)")
@@ -68,12 +70,24 @@ class BeirDataset:
 
     def corpus_iter(self) -> Iterator[dict[str, str]]:
         """Documents as ``{"docno", "text"}`` dicts with ``text = title + " " + text``; knows its length."""
-        return _CorpusIter(self._corpus_file(), self.corpus_size)
+        return _CorpusIter(self._corpus_file(), self.corpus_size, self.keep_docnos)
+
+    def subsample(self, limit: int, split: str = "test", seed: int = 0) -> BeirDataset:
+        """The same collection with its corpus cut to ``limit`` documents: every document judged in ``split`` plus a
+        fixed random sample of the others (to evaluate many models on a CPU budget; say so when you report)."""
+        if self.corpus_size <= limit:
+            return self
+        judged = set(self.qrels(split)["docno"])
+        others = sorted(d["docno"] for d in self.corpus_iter() if d["docno"] not in judged)
+        sample = random.Random(seed).sample(others, max(0, min(len(others), limit - len(judged))))
+        return BeirDataset(self.path, name=f"{self.name}-sub{limit}-{seed}", keep_docnos=judged | set(sample))
 
     get_corpus_iter = corpus_iter  # PyTerrier's dataset name for it
 
     @cached_property
     def corpus_size(self) -> int:
+        if self.keep_docnos is not None:
+            return sum(1 for _ in _CorpusIter(self._corpus_file(), 0, self.keep_docnos))
         with _open(self._corpus_file()) as f:
             return sum(1 for line in f if line.strip())
 
@@ -84,8 +98,8 @@ class BeirDataset:
 class _CorpusIter:
     """An iterator over a corpus file that also knows its length (for progress bars)."""
 
-    def __init__(self, file: Path, size: int):
-        self._file, self._size = file, size
+    def __init__(self, file: Path, size: int, keep: set[str] | None = None):
+        self._file, self._size, self._keep = file, size, keep
 
     def __len__(self) -> int:
         return self._size
@@ -95,6 +109,8 @@ class _CorpusIter:
             for line in f:
                 if line.strip():
                     doc = json.loads(line)
+                    if self._keep is not None and str(doc["docno"]) not in self._keep:
+                        continue
                     title, text = doc.get("title") or "", doc.get("text") or ""
                     yield {"docno": str(doc["docno"]), "text": f"{title} {text}".strip()}
 

@@ -74,3 +74,13 @@ def test_ir_datasets_ids_are_adapted_to_the_same_interface(monkeypatch):
     assert list(data.corpus_iter()) == [{"docno": "d1", "text": "T body"}]
     with pytest.raises(InputError, match="no beir/x/dev"):
         data.topics("dev")
+
+
+def test_subsample_keeps_judged_documents_and_a_fixed_sample(tmp_path):
+    docs = [{"docno": str(i), "title": "", "text": f"doc {i}"} for i in range(20)]
+    data = datasets.load(write_beir(tmp_path, docs, [{"qid": "q", "query": "x"}], {"test": [("q", "7", 1)]}))
+    small = data.subsample(5, seed=1)
+    kept = [d["docno"] for d in small.corpus_iter()]
+    assert len(kept) == 5 == small.corpus_size and "7" in kept
+    assert kept == [d["docno"] for d in data.subsample(5, seed=1).corpus_iter()]
+    assert small.name != data.name and data.subsample(50) is data

@@ -100,7 +100,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total - s) / max(total - warmup, 1))))
 
-    state = {"epoch": 0, "step": 0, "history": {"loss": [], "valid": []}, "best": None}
+    state = {"epoch": 0, "step": 0, "history": {"loss": [], "valid": [], "step_seconds": []}, "best": None}
     _seed_everything(cfg.seed)
     if cfg.resume and (latest := _latest_checkpoint(cfg.checkpoint_dir)):
         state = _load_checkpoint(latest, encoder, optimizer, scheduler)
@@ -120,7 +120,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
             for index in range(state["step"] - epoch * steps_per_epoch, steps_per_epoch):
                 if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                     return state["history"]
-                loss = 0.0
+                loss, step_started = 0.0, time.perf_counter()
                 for micro in batches[index * cfg.grad_accum : (index + 1) * cfg.grad_accum]:
                     part = micro[rank::world] if world > 1 else micro
                     loss += _step_loss(encoder, part, texts, positives, source, n_neg, cfg, epoch) / cfg.grad_accum
@@ -131,6 +131,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 state["history"]["loss"].append(float(loss))
+                state["history"]["step_seconds"].append(time.perf_counter() - step_started)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if cfg.checkpoint_dir and cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
@@ -152,7 +153,10 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
         bar.close()
         encoder.model.eval()
         encoder.weights_changed()
-    state["history"]["seconds"] = time.perf_counter() - started
+        state["history"]["seconds"] = time.perf_counter() - started
+        state["history"]["optimizer_state_bytes"] = sum(
+            t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+            if isinstance(t, torch.Tensor))
     state["history"]["best"] = state["best"]
     return state["history"]
 
