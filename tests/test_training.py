@@ -189,3 +189,17 @@ def test_two_processes_give_the_gradients_of_one_process_on_the_global_batch(tmp
         for name, grad in single.items():
             torch.testing.assert_close(distributed[name], grad, atol=1e-6, rtol=1e-4, msg=name)
     assert max(g.abs().max().item() for g in single.values()) > 1e-4  # the comparison is not between zeros
+
+
+@pytest.mark.integration
+def test_fit_runs_under_torchrun_and_keeps_ranks_in_sync(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent / "ddp_fit_script.py"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script),
+                             str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert reports == ["steps 4 in_sync True"] * 2
