@@ -72,10 +72,11 @@ def main() -> None:
     for name, enc in encoders.items():
         if name == "pytorch fp32":
             index = evaluation.dense_index(data, enc)
-        else:
+        else:  # reused from an earlier run when the same encoder built it
             index = DenseIndex(args.out / f"index-{name.replace(' ', '-')}")
-            corpus = data.corpus_iter()
-            (enc.doc_encoder() >> index.indexer(overwrite=True, total=len(corpus))).index(corpus)
+            if not index.built() or index.fingerprint != enc.fingerprint:
+                corpus = data.corpus_iter()
+                (enc.doc_encoder() >> index.indexer(overwrite=True, total=len(corpus))).index(corpus)
         table = pt.Experiment([enc.query_encoder() >> index.retriever(k=1000)], topics, qrels, measures, names=[name])
         docs_per_s = len(texts) / statistics.median(seconds[name])
         rows.append({"path": name, "docs_per_s": docs_per_s, "speedup": docs_per_s / base,

@@ -133,3 +133,14 @@ def test_java_bridge_matches_python_for_minilm_on_scifact_queries(tmp_path, mini
     java = autoclass("io.anserini.encoder.dense.PtDenseEncoder")()
     vectors = np.array([list(java.encode(q)) for q in queries], dtype=np.float32)
     assert np.abs(vectors - minilm.encode(queries, "query")).max() < 1e-5
+
+
+def test_onnx_encoder_runs_without_importing_torch(tmp_path, tiny_encoder):
+    import subprocess
+    import sys
+
+    folder = export_tiny(tmp_path, tiny_encoder)
+    code = ("import sys; from pt_dense.encoders.onnx_encoder import OnnxEncoder; "
+            f"v = OnnxEncoder({str(folder)!r}).encode(['cat sat']); print(v.shape, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(1, 32) False"

@@ -123,6 +123,8 @@ class LuceneDense(_DeployedStage):
 
         start_jvm()
         autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(self.onnx_dir.absolute()))
+        level = autoclass("org.apache.logging.log4j.Level")  # Anserini logs every batch search at INFO
+        autoclass("org.apache.logging.log4j.core.config.Configurator").setLevel("io.anserini.search", level.WARN)
         from pyserini.search.lucene import LuceneFlatDenseSearcher, LuceneHnswDenseSearcher
 
         index_dir = str(self.folder / LUCENE_SUBDIR)

@@ -18,17 +18,14 @@ import pandas as pd
 import pyterrier as pt
 import torch
 
-from pt_dense.encoders.stages import StageFactory
+from pt_dense.encoders.stages import PROGRESS_MIN_TEXTS, SIDE_NAMES, StageFactory
 from pt_dense.errors import InputError
 from pt_dense.models import resolve_model
 
 Pooling = Literal["mean", "cls"]
 Side = Literal["query", "doc"]
 
-#: encode calls with at least this many texts show a progress bar (unless ``progress=False``)
-PROGRESS_MIN_TEXTS = 2000
 CONFIG_FILE = "pt_dense_encoder.json"
-SIDE_NAMES = {"query": "queries", "doc": "documents"}
 
 
 class BiEncoder(StageFactory, pt.Estimator):

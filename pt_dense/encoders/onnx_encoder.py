@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pt_dense.encoders.stages import StageFactory
+from pt_dense.encoders.stages import PROGRESS_MIN_TEXTS, SIDE_NAMES, StageFactory
 from pt_dense.errors import InputError
 
 CONFIG_NAME = "config.json"
@@ -79,8 +79,6 @@ class OnnxEncoder(StageFactory):
     def encode(self, texts: Sequence[str], side: str = "doc", *, batch_size: int | None = None,
                progress: bool | None = None) -> np.ndarray:
         """float32 vectors in input order; length-sorted batches, as BiEncoder.encode."""
-        from pt_dense.encoders.biencoder import PROGRESS_MIN_TEXTS, SIDE_NAMES
-
         if side not in ("query", "doc"):
             raise InputError(f"side must be 'query' or 'doc', not {side!r}")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
