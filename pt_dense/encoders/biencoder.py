@@ -18,7 +18,8 @@ import pandas as pd
 import pyterrier as pt
 import torch
 
-from pt_dense.encoders.stages import PROGRESS_MIN_TEXTS, SIDE_NAMES, StageFactory
+from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
+from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError
 from pt_dense.models import resolve_model
 
@@ -242,12 +243,7 @@ class BiEncoder(StageFactory, pt.Estimator):
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """Pad token ids into ``input_ids`` and ``attention_mask`` tensors on the encoder's device."""
-        width = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
+        input_ids, mask = pad(ids, self.tokenizer.pad_token_id or 0)
         return {
             "input_ids": torch.from_numpy(input_ids).to(self.device),
             "attention_mask": torch.from_numpy(mask).to(self.device),
@@ -282,35 +278,21 @@ class BiEncoder(StageFactory, pt.Estimator):
 
         Texts are sorted by token length so each batch is padded only to its own longest text.
         """
-        if side not in ("query", "doc"):
-            raise InputError(f"side must be 'query' or 'doc', not {side!r}")
+        check_side(side)
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch_size = batch_size or self.batch_size
-        ids = self.tokenize(texts, side)
-        order = np.argsort([-len(x) for x in ids], kind="stable")
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS
-        starts = range(0, len(ids), batch_size)
-        if show:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(ids), desc=f"encoding {SIDE_NAMES[side]}", unit="text", smoothing=0.05)
+        def run(batch: list[list[int]]) -> np.ndarray:
+            return self.forward(self.collate(batch)).float().cpu().numpy()
+
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=bool(self.autocast)):
-                for start in starts:
-                    rows = order[start : start + batch_size]
-                    vectors = self.forward(self.collate([ids[i] for i in rows]))
-                    out[rows] = vectors.float().cpu().numpy()
-                    if show:
-                        bar.update(len(rows))
+                return encode_sorted(self.tokenize(texts, side), run, self.dim, batch_size or self.batch_size,
+                                     progress=progress, desc=f"encoding {SIDE_NAMES[side]}")
         finally:
             self.model.train(was_training)
-            if show:
-                bar.close()
-        return out
 
     def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
         return self.encode(texts, "query", **kwargs)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pt_dense.encoders.stages import PROGRESS_MIN_TEXTS, SIDE_NAMES, StageFactory
+from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
+from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError
 
 CONFIG_NAME = "config.json"
@@ -79,31 +80,14 @@ class OnnxEncoder(StageFactory):
     def encode(self, texts: Sequence[str], side: str = "doc", *, batch_size: int | None = None,
                progress: bool | None = None) -> np.ndarray:
         """float32 vectors in input order; length-sorted batches, as BiEncoder.encode."""
-        if side not in ("query", "doc"):
-            raise InputError(f"side must be 'query' or 'doc', not {side!r}")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        check_side(side)
         if len(texts) == 0:
-            return out
-        ids = self.tokenize(texts, side)
-        order = np.argsort([-len(x) for x in ids], kind="stable")
-        batch_size = batch_size or self.batch_size
-        show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS
-        from tqdm.auto import tqdm
-
-        with tqdm(total=len(ids), desc=f"encoding {SIDE_NAMES[side]} (onnx)", unit="text", disable=not show) as bar:
-            for start in range(0, len(ids), batch_size):
-                rows = order[start : start + batch_size]
-                out[rows] = self._run([ids[i] for i in rows])
-                bar.update(len(rows))
-        return out
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return encode_sorted(self.tokenize(texts, side), self._run, self.dim, batch_size or self.batch_size,
+                             progress=progress, desc=f"encoding {SIDE_NAMES[side]} (onnx)")
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
-        width = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
+        input_ids, mask = pad(ids, self.pad_id)
         feeds = {"input_ids": input_ids, "attention_mask": mask}
         hidden = self.session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in self.input_names})[0]
         return pool(hidden, mask, self.config["settings"]["pooling"], self.config["settings"]["normalize"])

@@ -8,9 +8,6 @@ import pyterrier as pt
 
 from pt_dense._validate import clean_texts, require_columns
 
-#: encode calls with at least this many texts show a progress bar (unless ``progress=False``)
-PROGRESS_MIN_TEXTS = 2000
-SIDE_NAMES = {"query": "queries", "doc": "documents"}
 #: DataFrame.attrs key under which a query encoder records the fingerprint of the encoder that made ``query_vec``
 ENCODER_ATTR = "pt_dense.query_encoder"
 #: record key under which DocEncoder.transform_iter tells an indexer which encoder made ``doc_vec``
