@@ -20,7 +20,7 @@ CELLS = [("lora", "in-batch"), ("full", "in-batch"), ("lora", "bm25"), ("full", 
 OOD = ("vaswani", "cranfield", "nfcorpus")
 
 
-def evaluate(encoder, collections: dict, index_root: Path) -> dict:
+def evaluate(encoder, collections: dict) -> dict:
     import pyterrier as pt
     from ir_measures import R, nDCG
 
@@ -28,7 +28,7 @@ def evaluate(encoder, collections: dict, index_root: Path) -> dict:
 
     scores = {}
     for name, data in collections.items():
-        index = evaluation.dense_index(data, encoder, index_dir=index_root / f"{name}-{encoder.fingerprint[:12]}")
+        index = evaluation.dense_index(data, encoder)  # cached by (collection, encoder fingerprint)
         table = pt.Experiment([encoder.query_encoder() >> index.retriever(k=1000)], data.topics("test"),
                               data.qrels("test"), [nDCG @ 10, R @ 100], names=[name])
         scores[name] = {"nDCG@10": float(table["nDCG@10"][0]), "R@100": float(table["R@100"][0])}
@@ -59,14 +59,12 @@ def main() -> None:
     for name in OOD:
         data = datasets.load(args.data_root / name)
         collections[name] = data.subsample(args.ood_docs) if args.ood_docs else data
-    index_root = args.out / "indexes"
 
     results = {}
     frozen_file = args.out / "frozen.json"
     if not frozen_file.exists():
         print("frozen MiniLM", flush=True)
-        frozen_file.write_text(json.dumps({"scores": evaluate(BiEncoder.from_pretrained("minilm"), collections,
-                                                                index_root)}))
+        frozen_file.write_text(json.dumps({"scores": evaluate(BiEncoder.from_pretrained("minilm"), collections)}))
     results["frozen"] = json.loads(frozen_file.read_text()) | {"trainable": 0}
     for cell in args.cells.split(","):
         adapter, negatives = cell.split("/")
@@ -85,7 +83,7 @@ def main() -> None:
             encoder.doc_max_length = 256
             encoder.save(folder / "encoder")
             trainable, total = encoder.trainable_parameters()
-            scores = evaluate(encoder, collections, index_root)
+            scores = evaluate(encoder, collections)
             cell_file.write_text(json.dumps({"scores": scores, "trainable": trainable, "total": total,
                                              "train_seconds": train_seconds, "final_loss": history["loss"][-1]}))
         results[cell] = json.loads(cell_file.read_text())

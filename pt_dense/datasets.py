@@ -69,7 +69,11 @@ class BeirDataset:
         return topics[topics["query"].notna()].reset_index(drop=True)
 
     def corpus_iter(self) -> Iterator[dict[str, str]]:
-        """Documents as ``{"docno", "text"}`` dicts with ``text = title + " " + text``; knows its length."""
+        """Documents as ``{"docno", "text"}`` dicts with ``text = title + " " + text``; knows its length.
+
+        Documents with neither title nor text (Cranfield has two) are skipped: no text method can retrieve them,
+        and every encoder and indexer refuses empty texts.
+        """
         return _CorpusIter(self._corpus_file(), self.corpus_size, self.keep_docnos)
 
     def subsample(self, limit: int, split: str = "test", seed: int = 0) -> BeirDataset:
@@ -86,10 +90,7 @@ class BeirDataset:
 
     @cached_property
     def corpus_size(self) -> int:
-        if self.keep_docnos is not None:
-            return sum(1 for _ in _CorpusIter(self._corpus_file(), 0, self.keep_docnos))
-        with _open(self._corpus_file()) as f:
-            return sum(1 for line in f if line.strip())
+        return sum(1 for _ in _CorpusIter(self._corpus_file(), 0, self.keep_docnos))
 
     def info(self) -> dict:
         return {"name": self.name, "path": str(self.path), "docs": self.corpus_size, "splits": self.splits()}
@@ -112,7 +113,9 @@ class _CorpusIter:
                     if self._keep is not None and str(doc["docno"]) not in self._keep:
                         continue
                     title, text = doc.get("title") or "", doc.get("text") or ""
-                    yield {"docno": str(doc["docno"]), "text": f"{title} {text}".strip()}
+                    full = f"{title} {text}".strip()
+                    if full:
+                        yield {"docno": str(doc["docno"]), "text": full}
 
 
 class IrdsDataset:

@@ -84,3 +84,9 @@ def test_subsample_keeps_judged_documents_and_a_fixed_sample(tmp_path):
     assert len(kept) == 5 == small.corpus_size and "7" in kept
     assert kept == [d["docno"] for d in data.subsample(5, seed=1).corpus_iter()]
     assert small.name != data.name and data.subsample(50) is data
+
+
+def test_documents_without_any_text_are_skipped(tmp_path):
+    docs = [{"docno": "1", "title": "", "text": ""}, {"docno": "2", "title": "T", "text": ""}]
+    data = datasets.load(write_beir(tmp_path, docs, [{"qid": "q", "query": "x"}], {"test": [("q", "2", 1)]}))
+    assert list(data.corpus_iter()) == [{"docno": "2", "text": "T"}] and data.corpus_size == 1
