@@ -29,6 +29,7 @@ from pt_dense.index.scorer import first_per_qid
 
 KINDS = ("xl", "xs")
 SCORE_CHUNK = 1 << 16
+BLAS_MIN_QUERIES = 20  # FAISS's own threshold for switching to BLAS
 
 
 class PEFA:
@@ -124,7 +125,7 @@ class PEFA:
         step = max(1, (SCORE_CHUNK * 256) // n_docs)
         for start in range(0, len(queries), step):
             part = slice(start, start + step)
-            scores = self.lam * (queries[part] @ vectors.T)
+            scores = self.lam * _dot_all(queries[part], vectors)
             scores += (1 - self.lam) * knn[part].toarray()
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_docs else np.argsort(-scores, axis=1)
             top_scores = np.take_along_axis(scores, top, axis=1)
@@ -309,6 +310,14 @@ def _label_matrix(qids: pd.Series, qrels: pd.DataFrame, index: DenseIndex) -> sp
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def _dot_all(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """queries @ vectors.T; a few queries go through einsum's single-threaded loop, as FAISS does for small batches,
+    because a multi-threaded BLAS call on one row costs more in thread hand-offs than in arithmetic."""
+    if len(queries) < BLAS_MIN_QUERIES:
+        return np.einsum("qd,nd->qn", queries, vectors)
+    return queries @ vectors.T
 
 
 def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
