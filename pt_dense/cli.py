@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ex = commands.add_parser("export", help="ONNX export of an encoder, and optionally its index for Pyserini/Lucene")
     ex.add_argument("--encoder", default="minilm", help="a folder saved by BiEncoder.save, or a model name")
     ex.add_argument("--index", help="a DenseIndex folder built by that encoder")
+    ex.add_argument("--data", help="or a collection: its cached index under that encoder (built once if missing)")
     ex.add_argument("--out", required=True, help="output folder (onnx/, and faiss/ and lucene-*/ with --index)")
     ex.add_argument("--lucene", choices=["hnsw", "flat"], help="also build a Lucene index of this kind")
     ex.add_argument("--int8", action="store_true", help="int8 ONNX model (and int8 Lucene vectors)")
@@ -170,15 +171,21 @@ def _export(args) -> int:
     encoder = BiEncoder.from_pretrained(args.encoder)
     onnx_dir = export.onnx(encoder, out / "onnx", quantize="int8" if args.int8 else None, overwrite=args.overwrite)
     print(f"{onnx_dir}: {json.loads((onnx_dir / 'parity.json').read_text())}")
-    if args.index:
-        index = DenseIndex(args.index)
-        index.check_encoder(encoder.fingerprint, what="the exported encoder's vectors")
+    if args.index or args.data:
+        if args.index:
+            index = DenseIndex(args.index)
+            index.check_encoder(encoder.fingerprint, what="the exported encoder's vectors")
+        else:
+            from pt_dense import datasets
+            from pt_dense.evaluation import dense_index
+
+            index = dense_index(datasets.load(args.data), encoder)
         print(export.pyserini_faiss(index, out / "faiss", overwrite=args.overwrite))
         if args.lucene:
             print(export.lucene(index, out / f"lucene-{args.lucene}", kind=args.lucene, int8=args.int8,
                                 overwrite=args.overwrite))
     elif args.lucene:
-        raise InputError("--lucene needs --index")
+        raise InputError("--lucene needs --index or --data")
     return 0
 
 
