@@ -100,10 +100,9 @@ class PEFA:
                             shape=(len(queries), len(self.train_vectors)))
         return (mix @ self.labels).tocsr()
 
-    def score_pairs(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray,
-                    knn: sp.csr_matrix | None = None) -> np.ndarray:
-        """XL scores of (query position, document row) pairs."""
-        knn = self.knn_scores(queries) if knn is None else knn
+    def score_pairs(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """XL scores of (query position, document row) pairs (the re-ranker's path)."""
+        knn = self.knn_scores(queries)
         dense = np.empty(len(rows), dtype=np.float32)
         for start in range(0, len(rows), SCORE_CHUNK):
             part = slice(start, start + SCORE_CHUNK)
