@@ -28,17 +28,17 @@ _EXPORTS = {
     "EncoderMismatchError": "pt_dense.errors",
     "DeploymentError": "pt_dense.errors",
 }
-_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa")
+_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling")
 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
     "BM25", "BiEncoder", "DenseIndex", "OnnxEncoder", "PEFA", "linear_fusion", "rrf",
     "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
     "MissingColumnsError", "PtDenseError", "UnknownModelError",
-    "datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa",
+    "datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling",
 ]
 
 if TYPE_CHECKING:
-    from pt_dense import datasets, deploy, evaluation, export, fusion, models, pefa
+    from pt_dense import datasets, deploy, evaluation, export, fusion, models, pefa, scaling
     from pt_dense.bm25 import BM25
     from pt_dense.encoders.biencoder import BiEncoder
     from pt_dense.encoders.onnx_encoder import OnnxEncoder

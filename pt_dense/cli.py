@@ -1,4 +1,4 @@
-"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``."""
+"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``, ``train``, ``export``, ``scaling``."""
 
 from __future__ import annotations
 
@@ -54,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--int8", action="store_true", help="int8 ONNX model (and int8 Lucene vectors)")
     ex.add_argument("--overwrite", action="store_true")
 
+    _add_scaling_args(commands.add_parser("scaling", help="scaling laws: run a grid, fit a law, plan a budget"))
+
     args = parser.parse_args(argv)
     try:
-        handlers = {"eval": _eval, "demo": _demo, "index": _index, "export": _export, "train": _train}
+        handlers = {"eval": _eval, "demo": _demo, "index": _index, "export": _export, "train": _train,
+                    "scaling": _scaling}
         return handlers[args.command](args)
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
@@ -187,6 +190,77 @@ def _export(args) -> int:
     elif args.lucene:
         raise InputError("--lucene needs --index or --data")
     return 0
+
+
+def _add_scaling_args(parser: argparse.ArgumentParser) -> None:
+    from pt_dense.scaling.grid import GridConfig
+
+    defaults = GridConfig(data="")
+    steps = parser.add_subparsers(dest="step", required=True)
+    run = steps.add_parser("run", help="train and measure the grid of (model layers, annotations) cells; resumable")
+    run.add_argument("--data", required=True, help="BEIR-format folder with train and test qrels")
+    run.add_argument("--out", required=True, help="grid folder (cells are cached here)")
+    run.add_argument("--model", default=defaults.model)
+    run.add_argument("--layers", default=",".join(map(str, defaults.layers)), help="e.g. 1,2,3,4,6")
+    run.add_argument("--annotations", default=",".join(map(str, defaults.annotations)), help="e.g. 500,1000,2000")
+    for name in ("train_split", "test_split", "epochs", "batch_size", "lr", "temperature", "query_max_length",
+                 "doc_max_length", "negatives", "seed"):
+        value = getattr(defaults, name)
+        run.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+
+    fit = steps.add_parser("fit", help="fit a power law to a grid's cells")
+    fit.add_argument("--grid", required=True, help="a folder written by `pt-dense scaling run`")
+    fit.add_argument("--kind", choices=["ND", "N", "D"], default="ND")
+    fit.add_argument("--holdout", choices=["largest", "none"], default="largest",
+                     help="keep the largest-D (N for --kind N) cells out of the fit and report their error")
+    fit.add_argument("--at", type=int, help="for --kind N: the annotations D of the cells to fit; --kind D: layers")
+    fit.add_argument("--out", help="law JSON (default GRID/law-KIND.json); a PNG is written beside it")
+
+    plan = steps.add_parser("plan", help="the model size and annotation count that minimise L within a budget")
+    plan.add_argument("--law", required=True, help="a law JSON written by `pt-dense scaling fit` (kind ND)")
+    plan.add_argument("--budget", type=float, required=True)
+    plan.add_argument("--annotation-cost", type=float, required=True, help="cost of one judged pair")
+    plan.add_argument("--train-cost", type=float, default=0.0, help="cost per parameter per annotation trained on")
+    plan.add_argument("--inference-cost", type=float, default=0.0, help="cost per parameter served")
+    plan.add_argument("--sizes", help="comma-separated model sizes N to choose from (default: a continuous range)")
+
+
+def _scaling(args) -> int:
+    from pt_dense import scaling
+
+    if args.step == "run":
+        fields = {k: getattr(args, k) for k in scaling.GridConfig.__dataclass_fields__ if hasattr(args, k)}
+        config = scaling.GridConfig(**fields | {"data": str(args.data), "layers": _ints(args.layers),
+                                                "annotations": _ints(args.annotations)})
+        cells = scaling.run_grid(config, args.out)
+        from pt_dense.report import print_table
+
+        print_table(cells, ["layers", "N", "D", "L", "steps", "train_seconds"], digits=4)
+        return 0
+    if args.step == "fit":
+        cells = scaling.load_cells(args.grid)
+        if args.at is not None:
+            key = "D" if args.kind == "N" else "layers"
+            cells = [c for c in cells if c[key] == args.at]
+        law = scaling.fit_law(cells, args.kind, holdout=None if args.holdout == "none" else "largest")
+        out = Path(args.out or Path(args.grid) / f"law-{args.kind}.json")
+        law.save(out)
+        png = law.plot(out.with_suffix(".png"))
+        print(law.describe())
+        print(f"wrote {out} and {png}")
+        return 0
+    law = scaling.ScalingLaw.load(args.law)
+    sizes = [float(s) for s in args.sizes.split(",")] if args.sizes else None
+    print(law.plan(args.budget, annotation_cost=args.annotation_cost, train_cost=args.train_cost,
+                   inference_cost=args.inference_cost, sizes=sizes))
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise InputError(f"expected comma-separated integers, got {text!r}") from err
 
 
 if __name__ == "__main__":

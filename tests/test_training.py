@@ -119,6 +119,21 @@ def test_hard_negatives_from_a_retriever_and_a_mined_file(tmp_path, tiny_encoder
     assert len(history["loss"]) == 2
 
 
+def test_each_positive_makes_every_judged_pair_an_example(tiny_encoder):
+    from pt_dense.training.trainer import TrainConfig, _epoch_batches
+
+    positives = {"q0": {"d0", "d9"}} | {f"q{i}": {f"d{i}"} for i in range(1, 8)}
+    cfg = TrainConfig(batch_size=3, each_positive=True)
+    rows = [r for batch in _epoch_batches(TOPICS, positives, cfg, epoch=0) for r in batch]
+    assert len(rows) == 9 and {("q0", "d0"), ("q0", "d9")} <= {(q, d) for q, _, d in rows}
+    assert rows == [r for batch in _epoch_batches(TOPICS, positives, cfg, epoch=0) for r in batch]  # seeded
+    one_each = [r for batch in _epoch_batches(TOPICS, positives, TrainConfig(batch_size=3), epoch=1) for r in batch]
+    assert len(one_each) == 6 and ("q0", TOPICS.at[0, "query"], "d9") in one_each  # 8 queries, ragged tail dropped
+    history = tiny_encoder.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, each_positive=True, epochs=1,
+                                              batch_size=3, progress=False)
+    assert len(history["loss"]) == 3  # 9 pairs in batches of 3
+
+
 def test_validation_keeps_the_best_checkpoint(tmp_path, tiny_encoder):
     lora = tiny_encoder.with_lora(r=2)
     history = lora.fit(TOPICS, QRELS, TOPICS, QRELS, corpus=DOCS, epochs=2, batch_size=4, progress=False,

@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 42
     n_negatives: int = 1
     negative_depth: int = 100
+    each_positive: bool = False  # True: every (query, judged positive) pair is an example of each epoch
     query_max_length: int | None = None
     doc_max_length: int | None = None
     max_grad_norm: float = 1.0
@@ -94,7 +95,8 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    steps_per_epoch = max(1, (len(topics) // cfg.batch_size) // cfg.grad_accum)
+    examples = sum(len(positives[q]) for q in topics["qid"]) if cfg.each_positive else len(topics)
+    steps_per_epoch = max(1, (examples // cfg.batch_size) // cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -163,15 +165,14 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
 
 def _epoch_batches(topics: pd.DataFrame, positives: dict[str, set[str]], cfg: TrainConfig,
                    epoch: int) -> list[list[tuple[str, str, str]]]:
-    """(qid, query, positive docno) micro-batches of one epoch, a pure function of (seed, epoch)."""
-    rng = random.Random(f"{cfg.seed}/order/{epoch}")
-    order = list(range(len(topics)))
-    rng.shuffle(order)
+    """(qid, query, positive docno) micro-batches of one epoch, a pure function of (seed, epoch).
+
+    Each query contributes one of its positives per epoch (in turn), or with ``each_positive`` all of them."""
     rows = []
-    for i in order:
-        qid, query = topics.at[i, "qid"], topics.at[i, "query"]
+    for qid, query in topics[["qid", "query"]].itertuples(index=False):
         pos = sorted(positives[qid])
-        rows.append((qid, query, pos[epoch % len(pos)]))
+        rows += [(qid, query, p) for p in pos] if cfg.each_positive else [(qid, query, pos[epoch % len(pos)])]
+    random.Random(f"{cfg.seed}/order/{epoch}").shuffle(rows)
     full = len(rows) - len(rows) % cfg.batch_size if len(rows) >= cfg.batch_size else len(rows)
     return [rows[i : i + cfg.batch_size] for i in range(0, full, cfg.batch_size)]  # a ragged tail is dropped
 

@@ -1,0 +1,157 @@
+"""The scaling grid: models of several sizes trained on nested subsets of the annotations, L measured on each.
+
+Model size: a pretrained encoder cut to its first k layers, its size N counted as non-embedding parameters (the
+transformer layers; embeddings and the unused pooler are left out, as in the paper). Annotations: the training
+split's (query, judged positive) pairs, shuffled once by the seed, the first D of them; so each subset contains the
+smaller ones. Each cell (k, D) trains with every pair as an example (in-batch negatives) and is measured by
+:func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split. Cells are written atomically to
+``<out>/cells/`` as they finish, so a killed run resumes at the first missing cell; ``<out>/grid.json`` holds the
+settings and refuses a resume under other settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pt_dense.errors import InputError
+
+
+@dataclass
+class GridConfig:
+    data: str
+    model: str = "minilm"
+    layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6])
+    annotations: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 4000])
+    train_split: str = "train"
+    test_split: str = "test"
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 5e-5
+    temperature: float = 0.05
+    query_max_length: int = 32
+    doc_max_length: int = 128
+    negatives: int = 256
+    seed: int = 0
+
+
+def truncated_encoder(base, layers: int):
+    """A copy of ``base`` (a BiEncoder on a BERT-like model) keeping only its first ``layers`` transformer layers."""
+    stack = _layer_stack(base.model)
+    if not 1 <= layers <= len(stack):
+        raise InputError(f"layers must be between 1 and {len(stack)} for this model, not {layers}")
+    model = copy.deepcopy(base.model)
+    _set_layer_stack(model, torch.nn.ModuleList(list(_layer_stack(model))[:layers]))
+    model.config.num_hidden_layers = layers
+    encoder = type(base)(model, base.tokenizer, **base.settings(), batch_size=base.batch_size,
+                         name=f"{base.name}[:{layers} layers]", device=base.device)
+    return encoder
+
+
+def non_embedding_parameters(model: torch.nn.Module) -> int:
+    """Parameters of the transformer layers: everything but the embeddings and the pooler."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if name.split(".")[0] not in ("embeddings", "pooler"))
+
+
+def annotation_pairs(qrels: pd.DataFrame, topics: pd.DataFrame, docnos: set[str], seed: int) -> pd.DataFrame:
+    """Judged (qid, docno) positives whose query and document exist, in one fixed shuffled order."""
+    judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
+    judged = judged[judged["qid"].isin(set(topics["qid"].astype(str))) & judged["docno"].isin(docnos)]
+    judged = judged.drop_duplicates(["qid", "docno"]).sort_values(["qid", "docno"])
+    return judged.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list[dict]:
+    """Train and measure every missing cell of the grid; returns all cells (cached and new), smallest first."""
+    from tqdm.auto import tqdm
+
+    from pt_dense import datasets
+    from pt_dense._atomic import atomic_file
+    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.scaling.measure import contrastive_loglik
+    from pt_dense.training.negatives import doc_texts
+
+    out = Path(out)
+    _check_settings(config, out)
+    data = datasets.load(config.data)
+    texts = doc_texts(data)
+    train_topics = data.topics(config.train_split)
+    pairs = annotation_pairs(data.qrels(config.train_split), train_topics, set(texts), config.seed)
+    too_many = [d for d in config.annotations if d > len(pairs)]
+    if too_many:
+        raise InputError(f"{config.data} {config.train_split} has {len(pairs)} judged pairs; "
+                         f"annotations {too_many} ask for more")
+    base = BiEncoder.from_pretrained(config.model, query_max_length=config.query_max_length,
+                                     doc_max_length=config.doc_max_length)
+    test_topics, test_qrels = data.topics(config.test_split), data.qrels(config.test_split)
+    cells = [(k, d) for k in sorted(config.layers) for d in sorted(config.annotations)]
+    results = []
+    bar = tqdm(cells, desc="scaling grid", unit="cell", disable=not progress)
+    for layers, n_pairs in bar:
+        path = out / "cells" / f"layers{layers}-annotations{n_pairs}.json"
+        if not path.exists():
+            bar.set_postfix(layers=layers, annotations=n_pairs)
+            encoder = truncated_encoder(base, layers)
+            subset = pairs.head(n_pairs)
+            started = time.perf_counter()
+            history = encoder.fit(train_topics, subset.assign(label=1), corpus=texts, negatives="in-batch",
+                                  each_positive=True, epochs=config.epochs, batch_size=config.batch_size,
+                                  lr=config.lr, temperature=config.temperature, seed=config.seed, progress=False)
+            train_seconds = time.perf_counter() - started
+            loss = contrastive_loglik(encoder, test_topics, test_qrels, texts, negatives=config.negatives,
+                                      seed=config.seed, temperature=config.temperature)
+            cell = {"layers": layers, "N": non_embedding_parameters(encoder.model), "D": n_pairs, "L": loss,
+                    "queries": int(subset["qid"].nunique()), "steps": len(history["loss"]),
+                    "final_train_loss": history["loss"][-1], "train_seconds": round(train_seconds, 1),
+                    "eval_seconds": round(time.perf_counter() - started - train_seconds, 1)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(path) as tmp:
+                tmp.write_text(json.dumps(cell, indent=1))
+            bar.write(f"layers {layers}, D {n_pairs}: L = {loss:.4f} ({cell['train_seconds']} s training)")
+        results.append(json.loads(path.read_text()))
+    return results
+
+
+def load_cells(out: str | Path) -> list[dict]:
+    """The finished cells of a grid folder."""
+    files = sorted((Path(out) / "cells").glob("*.json"))
+    if not files:
+        raise InputError(f"no finished cells under {Path(out) / 'cells'}: run `pt-dense scaling run` first")
+    return [json.loads(f.read_text()) for f in files]
+
+
+def _check_settings(config: GridConfig, out: Path) -> None:
+    """Record the settings on the first run; refuse to mix cells made under other settings."""
+    from pt_dense._atomic import atomic_file
+
+    settings = {k: v for k, v in asdict(config).items() if k not in ("layers", "annotations")}
+    file = out / "grid.json"
+    if file.exists():
+        saved = json.loads(file.read_text())
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+        if changed:
+            raise InputError(f"{out} holds cells made under other settings {changed} (saved, now): "
+                             "use another --out folder or the saved settings")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(file) as tmp:
+        tmp.write_text(json.dumps(settings, indent=1))
+
+
+def _layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
+    inner = getattr(model, "base_model", model)
+    stack = getattr(getattr(inner, "encoder", None), "layer", None)
+    if not isinstance(stack, torch.nn.ModuleList):
+        raise InputError(f"{type(model).__name__} has no encoder.layer stack to truncate (a BERT-like model is needed)")
+    return stack
+
+
+def _set_layer_stack(model: torch.nn.Module, layers: torch.nn.ModuleList) -> None:
+    getattr(model, "base_model", model).encoder.layer = layers
