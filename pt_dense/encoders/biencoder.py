@@ -7,7 +7,7 @@ order, so the cost of padding is paid only once per length bucket.
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +27,7 @@ Pooling = Literal["mean", "cls"]
 Side = Literal["query", "doc"]
 
 CONFIG_FILE = "pt_dense_encoder.json"
+PROMPTS_FILE = "prompts.pt"
 
 
 class BiEncoder(StageFactory, pt.Estimator):
@@ -84,18 +85,28 @@ class BiEncoder(StageFactory, pt.Estimator):
         """
         from transformers import AutoModel, AutoTokenizer
 
-        source = resolve_model(name_or_path) if not _is_adapter_folder(name_or_path) else str(name_or_path)
+        source = str(name_or_path) if _is_adapter_folder(name_or_path) else resolve_model(name_or_path)
         defaults = _read_folder_settings(Path(source)) if Path(source).is_dir() else {}
         defaults.setdefault("name", name_or_path)
         base = defaults.pop("base", None)
         defaults.update(settings)
-        if _is_adapter_folder(source):  # a LoRA adapter saved by save(): its base, then the adapter
-            from peft import PeftModel
-
+        prompts = defaults.pop("prompts", None)
+        if _is_adapter_folder(source):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
             base_source = Path(source) / "base" if (Path(source) / "base").is_dir() else resolve_model(base)
-            model = PeftModel.from_pretrained(AutoModel.from_pretrained(base_source), source, is_trainable=True)
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            return cls(model, tokenizer, **defaults)
+            backbone = AutoModel.from_pretrained(base_source)
+            if prompts is not None:
+                from pt_dense.encoders.prompts import DeepPrompts, PromptedModel
+
+                model = PromptedModel(backbone, DeepPrompts.for_model(backbone.config, prompts["length"],
+                                                                      prompts["reparam"]))
+                model.prompts.load_state_dict(torch.load(Path(source) / PROMPTS_FILE, weights_only=True))
+            else:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(backbone, source, is_trainable=True)
+            encoder = cls(model, AutoTokenizer.from_pretrained(source), **defaults)
+            encoder._base_source = base if base is not None and not (Path(source) / "base").is_dir() else None
+            return encoder
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModel.from_pretrained(source)
         encoder = cls(model, tokenizer, **defaults)
@@ -122,24 +133,37 @@ class BiEncoder(StageFactory, pt.Estimator):
         from pt_dense._atomic import atomic_dir
 
         with atomic_dir(path, overwrite=True) as tmp:
-            self.model.save_pretrained(tmp)  # a peft model writes only its adapter
             self.tokenizer.save_pretrained(tmp)
             config = {**self.settings(), "name": self.name, "mode": self.mode}
-            if self.mode == "lora":
-                base = self.base_source
-                if base is None:  # built in memory: keep the base weights (adapter removed) beside the adapter
-                    import copy
+            if self.mode == "prompts":
+                from pt_dense.encoders.prompts import prompt_state
 
-                    copy.deepcopy(self.model).unload().save_pretrained(tmp / "base")
-                config["base"] = base
+                torch.save(prompt_state(self.model), tmp / PROMPTS_FILE)
+                config["prompts"] = self.model.prompts.config()
+            else:
+                self.model.save_pretrained(tmp)  # a peft model writes only its adapter
+            if self.mode != "full":
+                if self.base_source is None:  # built in memory: keep the base weights beside the adapter
+                    self.backbone().save_pretrained(tmp / "base")
+                config["base"] = self.base_source
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         return Path(path)
 
     # ------------------------------------------------------------------ adapters and training
     @property
     def mode(self) -> str:
-        """``"lora"`` with a LoRA adapter, else ``"full"`` (every weight trains)."""
+        """``"lora"`` with a LoRA adapter, ``"prompts"`` with deep prompts, else ``"full"`` (every weight trains)."""
+        from pt_dense.encoders.prompts import PromptedModel
+
+        if isinstance(self.model, PromptedModel):
+            return "prompts"
         return "lora" if hasattr(self.model, "peft_config") else "full"
+
+    def backbone(self) -> torch.nn.Module:
+        """The base model without its adapter (LoRA removed from a copy; the frozen model under deep prompts)."""
+        if self.mode == "prompts":
+            return self.model.base
+        return copy.deepcopy(self.model).unload() if self.mode == "lora" else self.model
 
     @property
     def base_source(self) -> str | None:
@@ -152,14 +176,28 @@ class BiEncoder(StageFactory, pt.Estimator):
 
         Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections.
         """
-        import copy
-
         from peft import LoraConfig, get_peft_model
 
-        if self.mode == "lora":
-            raise InputError("this encoder already has a LoRA adapter; merge() it first to stack another")
+        if self.mode != "full":
+            raise InputError(f"this encoder already has an adapter ({self.mode}); start from a plain encoder "
+                             "(or merge() a LoRA adapter first)")
         config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
-        model = get_peft_model(copy.deepcopy(self.model), config)
+        return self._with_model(get_peft_model(copy.deepcopy(self.model), config))
+
+    def with_prompts(self, length: int = 32, reparam: bool = False) -> BiEncoder:
+        """A new encoder whose base weights are frozen and which trains ``length`` key/value prompts in every layer
+        (deep prompt tuning, P-tuning v2 / DPTDR; see :mod:`pt_dense.encoders.prompts`)."""
+        from pt_dense.encoders.prompts import DeepPrompts, PromptedModel
+
+        if self.mode != "full":
+            raise InputError(f"this encoder already has an adapter ({self.mode}); start from a plain encoder")
+        if length < 1:
+            raise InputError(f"prompt length must be at least 1, not {length}")
+        base = copy.deepcopy(self.model)
+        return self._with_model(PromptedModel(base, DeepPrompts.for_model(base.config, length, reparam)))
+
+    def _with_model(self, model: torch.nn.Module) -> BiEncoder:
+        """The same encoder (settings, tokenizer, base source) around another model."""
         clone = type(self)(model, self.tokenizer, **self.settings(), batch_size=self.batch_size, name=self.name,
                            device=self.device, autocast=self.autocast)
         clone._base_source = self.base_source
@@ -218,12 +256,10 @@ class BiEncoder(StageFactory, pt.Estimator):
     def fingerprint(self) -> str:
         """A stable hash of the weights and the settings; an index records it and refuses other encoders."""
         if self._fingerprint is None:
-            digest = hashlib.blake2b(digest_size=16)
-            digest.update(json.dumps(self.settings(), sort_keys=True).encode())
-            for key, tensor in sorted(self.model.state_dict().items()):
-                digest.update(key.encode())
-                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()
+            from pt_dense.encoders.prompts import state_hash
+
+            settings = json.dumps(self.settings(), sort_keys=True).encode()
+            self._fingerprint = state_hash(self.model.state_dict(), prefix=settings)
         return self._fingerprint
 
     def weights_changed(self) -> None:
@@ -303,13 +339,12 @@ class BiEncoder(StageFactory, pt.Estimator):
     # ------------------------------------------------------------------ export
     def export_module(self) -> torch.nn.Module:
         """A plain module ``(input_ids, attention_mask) -> last_hidden_state`` for ONNX export (adapters merged)."""
-        import copy
-
         model = copy.deepcopy(self.model).to("cpu").eval()
         if hasattr(model, "merge_and_unload"):  # a peft model: fold the adapter into the weights
             model = model.merge_and_unload()
-        if hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation("eager")  # the legacy exporter traces eager attention exactly
+        backbone = model.base if self.mode == "prompts" else model  # deep prompts become constants of the graph
+        if hasattr(backbone, "set_attn_implementation"):
+            backbone.set_attn_implementation("eager")  # the legacy exporter traces eager attention exactly
         return _HiddenStates(model)
 
 
@@ -323,7 +358,8 @@ class _HiddenStates(torch.nn.Module):
 
 
 def _is_adapter_folder(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").exists()
+    """A folder saved by :meth:`BiEncoder.save` from a LoRA or deep-prompt encoder (the base is stored apart)."""
+    return (Path(path) / "adapter_config.json").exists() or (Path(path) / PROMPTS_FILE).exists()
 
 
 def _read_folder_settings(folder: Path) -> dict:

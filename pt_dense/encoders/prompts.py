@@ -1,0 +1,146 @@
+"""Deep prompt tuning (P-tuning v2, as in DPTDR): trainable key/value prefixes in every layer of a frozen model.
+
+The prefixes reach the model as a ``DynamicCache`` holding, for each layer, ``length`` key and value vectors per
+head; the attention mask is widened by ``length`` (every token sees the prefix) and ``position_ids`` are given
+explicitly as ``0..L-1``, so the real tokens keep the positions the model was pretrained with (peft's prefix tuning
+shifts them by the prefix length, which is why it is not used here).
+
+Initialisation is near the identity: keys and values start at zero, so each prefix slot receives a small attention
+weight and contributes a zero value; the prompted model starts where the frozen model is and training moves it.
+With ``reparam=True`` the prefixes come from an embedding through a two-layer MLP (DPTDR's optional
+reparameterisation), whose output layer starts at zero for the same reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import torch
+from torch import nn
+
+from pt_dense.errors import InputError
+
+
+class DeepPrompts(nn.Module):
+    """The trainable prefixes of one task: ``key_values()`` is (layers, 2, heads, length, head_dim)."""
+
+    def __init__(self, layers: int, heads: int, head_dim: int, length: int, reparam: bool = False,
+                 reparam_hidden: int = 512):
+        super().__init__()
+        self.shape = (layers, 2, heads, length, head_dim)
+        self.length, self.reparam = length, reparam
+        if reparam:
+            self.embedding = nn.Embedding(length, heads * head_dim)
+            self.mlp = nn.Sequential(nn.Linear(heads * head_dim, reparam_hidden), nn.Tanh(),
+                                     nn.Linear(reparam_hidden, layers * 2 * heads * head_dim))
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
+        else:
+            self.prefix = nn.Parameter(torch.zeros(self.shape))
+
+    @classmethod
+    def for_model(cls, config, length: int, reparam: bool = False) -> DeepPrompts:
+        heads = config.num_attention_heads
+        return cls(config.num_hidden_layers, heads, config.hidden_size // heads, length, reparam)
+
+    def key_values(self) -> torch.Tensor:
+        if not self.reparam:
+            return self.prefix
+        layers, _, heads, length, head_dim = self.shape
+        flat = self.mlp(self.embedding.weight)  # (length, layers * 2 * heads * head_dim)
+        return flat.view(length, layers, 2, heads, head_dim).permute(1, 2, 3, 0, 4)
+
+    def config(self) -> dict:
+        return {"length": self.length, "reparam": self.reparam, "shape": list(self.shape)}
+
+
+class PromptedModel(nn.Module):
+    """A frozen Hugging Face encoder that runs with deep prompts; called like the model it wraps."""
+
+    def __init__(self, base: nn.Module, prompts: DeepPrompts):
+        super().__init__()
+        self.base = base
+        self.prompts = prompts
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def config(self):
+        return self.base.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        from transformers import DynamicCache
+
+        batch, length = input_ids.shape
+        kv = self.prompts.key_values()
+        cache = DynamicCache(config=self.base.config)
+        for layer in range(kv.shape[0]):
+            cache.update(kv[layer, 0].unsqueeze(0).expand(batch, -1, -1, -1),
+                         kv[layer, 1].unsqueeze(0).expand(batch, -1, -1, -1), layer)
+        prefix_mask = torch.ones(batch, self.prompts.length, dtype=attention_mask.dtype, device=attention_mask.device)
+        positions = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+        return self.base(input_ids=input_ids, attention_mask=torch.cat([prefix_mask, attention_mask], dim=1),
+                         position_ids=positions, past_key_values=cache, use_cache=False, **kwargs)
+
+
+def prompt_state(model: PromptedModel) -> dict[str, torch.Tensor]:
+    """The prompts' weights alone (what a prompt-tuned encoder saves)."""
+    return {k: v.detach().clone() for k, v in model.prompts.state_dict().items()}
+
+
+class PromptBank:
+    """One frozen backbone in memory serving several tasks, each adding only its deep prompts.
+
+    ``bank.add("scifact", encoder_or_folder)`` takes the prompts of an encoder trained with :meth:`with_prompts`
+    on the same backbone (checked by hash); ``bank.task("scifact")`` is that task's encoder, with every PyTerrier
+    stage of a BiEncoder. Tasks share the backbone's weights and never touch each other's prompts, so adding a task
+    leaves every other task's vectors exactly as they were.
+    """
+
+    def __init__(self, base):
+        if base.mode != "full":
+            raise InputError(f"a prompt bank starts from a plain encoder, not one with an adapter ({base.mode})")
+        self.base = base
+        self.backbone = copy.deepcopy(base.model).eval()
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self._backbone_hash = state_hash(self.backbone.state_dict())
+        self._tasks: dict[str, object] = {}
+
+    def add(self, name: str, source) -> None:
+        """Add (or replace) task ``name`` from a prompt-tuned BiEncoder or a folder saved from one."""
+        from pt_dense.encoders.biencoder import BiEncoder
+
+        encoder = source if isinstance(source, BiEncoder) else BiEncoder.from_pretrained(source)
+        if encoder.mode != "prompts":
+            raise InputError(f"task {name!r}: the encoder is not prompt-tuned (mode {encoder.mode!r}); "
+                             "train one with BiEncoder.with_prompts()")
+        if state_hash(encoder.model.base.state_dict()) != self._backbone_hash:
+            raise InputError(f"task {name!r} was trained on another backbone than this bank's {self.base.name!r}")
+        prompts = copy.deepcopy(encoder.model.prompts).to(self.base.device).eval()
+        for p in prompts.parameters():
+            p.requires_grad_(False)
+        self._tasks[name] = encoder._with_model(PromptedModel(self.backbone, prompts))
+
+    def task(self, name: str):
+        """The encoder of task ``name`` (the bank's backbone with that task's prompts)."""
+        if name not in self._tasks:
+            raise InputError(f"no task {name!r} in this bank; its tasks: {sorted(self._tasks)}")
+        return self._tasks[name]
+
+    def tasks(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def __repr__(self) -> str:
+        return f"PromptBank({self.base.name!r}, tasks={self.tasks()})"
+
+
+def state_hash(state: dict[str, torch.Tensor], prefix: bytes = b"") -> str:
+    """A hash of ``prefix`` and a state dict's names and values (identical weights, identical hash)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(prefix)
+    for key, tensor in sorted(state.items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
