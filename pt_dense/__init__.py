@@ -17,6 +17,7 @@ _EXPORTS = {
     "BM25": "pt_dense.bm25",
     "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
     "PEFA": "pt_dense.pefa",
+    "PromptBank": "pt_dense.encoders.prompts",
     "linear_fusion": "pt_dense.fusion",
     "rrf": "pt_dense.fusion",
     "PtDenseError": "pt_dense.errors",
@@ -31,7 +32,7 @@ _EXPORTS = {
 _SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling")
 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
-    "BM25", "BiEncoder", "DenseIndex", "OnnxEncoder", "PEFA", "linear_fusion", "rrf",
+    "BM25", "BiEncoder", "DenseIndex", "OnnxEncoder", "PEFA", "PromptBank", "linear_fusion", "rrf",
     "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
     "MissingColumnsError", "PtDenseError", "UnknownModelError",
     "datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling",
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from pt_dense.bm25 import BM25
     from pt_dense.encoders.biencoder import BiEncoder
     from pt_dense.encoders.onnx_encoder import OnnxEncoder
+    from pt_dense.encoders.prompts import PromptBank
     from pt_dense.errors import (
         DeploymentError,
         EncoderMismatchError,

@@ -35,15 +35,29 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--split", default="train")
     tr.add_argument("--valid-split", help="split for validation nDCG@10 after each epoch (e.g. dev)")
     tr.add_argument("--model", default="minilm", help="base model: packaged short name, local HF folder or hub id")
-    tr.add_argument("--adapter", choices=["lora", "none"], default="lora")
-    tr.add_argument("--negatives", default="in-batch", help="in-batch, bm25, or a mined negatives file")
+    _add_adapter_args(tr)
+    tr.add_argument("--negatives", default="in-batch", help="in-batch, bm25, unified, or a mined negatives file")
     tr.add_argument("--out", required=True, help="folder for the trained encoder")
     tr.add_argument("--epochs", type=int, default=3)
     tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--lr", type=float, help="default: 2e-4 with LoRA, 2e-5 for full fine-tuning")
+    tr.add_argument("--lr", type=float, help="default: 2e-4 with LoRA, 7e-3 with prompts, 2e-5 for full fine-tuning")
     tr.add_argument("--seed", type=int, default=42)
     tr.add_argument("--doc-max-length", type=int)
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
+
+    pre = commands.add_parser("pretrain", help="retrieval-oriented intermediate pretraining on a corpus alone "
+                                               "(title -> body and span -> body pairs)")
+    pre.add_argument("--data", required=True)
+    pre.add_argument("--model", default="minilm")
+    _add_adapter_args(pre)
+    pre.add_argument("--out", required=True, help="folder for the pretrained encoder (fine-tune it with train --model)")
+    pre.add_argument("--kinds", default="title,span", help="pseudo-query kinds: title, span")
+    pre.add_argument("--max-docs", type=int, help="use a fixed random sample of this many documents")
+    pre.add_argument("--epochs", type=int, default=1)
+    pre.add_argument("--batch-size", type=int, default=32)
+    pre.add_argument("--lr", type=float)
+    pre.add_argument("--doc-max-length", type=int)
+    pre.add_argument("--seed", type=int, default=42)
 
     ex = commands.add_parser("export", help="ONNX export of an encoder, and optionally its index for Pyserini/Lucene")
     ex.add_argument("--encoder", default="minilm", help="a folder saved by BiEncoder.save, or a model name")
@@ -59,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         handlers = {"eval": _eval, "demo": _demo, "index": _index, "export": _export, "train": _train,
-                    "scaling": _scaling}
+                    "pretrain": _pretrain, "scaling": _scaling}
         return handlers[args.command](args)
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
@@ -138,12 +152,9 @@ def _train(args) -> int:
     import json
 
     from pt_dense import datasets
-    from pt_dense.encoders.biencoder import BiEncoder
 
     data = datasets.load(args.data)
-    encoder = BiEncoder.from_pretrained(args.model)
-    if args.adapter == "lora":
-        encoder = encoder.with_lora()
+    encoder = _adapted_encoder(args)
     out = Path(args.out)
     valid = (data.topics(args.valid_split), data.qrels(args.valid_split)) if args.valid_split else (None, None)
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "resume": args.resume,
@@ -160,6 +171,50 @@ def _train(args) -> int:
     trainable, total = encoder.trainable_parameters()
     print(f"saved {out} ({encoder.mode}: {trainable:,} of {total:,} parameters trained, "
           f"final loss {history['loss'][-1]:.4f})")
+    return 0
+
+
+def _add_adapter_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapter", choices=["lora", "prompts", "none"],
+                        help="what trains: a LoRA adapter, deep prompts, or every weight (none); default: lora, or "
+                             "the adapter --model already has (a folder saved by train or pretrain)")
+    parser.add_argument("--prompt-length", type=int, default=32, help="prompts per layer with --adapter prompts")
+
+
+def _adapted_encoder(args):
+    """The --model encoder with the --adapter to train (an encoder saved with an adapter keeps training it)."""
+    from pt_dense.encoders.biencoder import BiEncoder
+
+    encoder = BiEncoder.from_pretrained(args.model)
+    if encoder.mode != "full":
+        if args.adapter not in (None, encoder.mode):
+            raise InputError(f"{args.model} already carries a {encoder.mode} adapter; drop --adapter {args.adapter} "
+                             "to go on training it")
+        return encoder
+    adapter = args.adapter or "lora"
+    if adapter == "lora":
+        return encoder.with_lora()
+    return encoder.with_prompts(length=args.prompt_length) if adapter == "prompts" else encoder
+
+
+def _pretrain(args) -> int:
+    import json
+
+    from pt_dense import datasets
+    from pt_dense.training.pretrain import pretrain
+
+    data = datasets.load(args.data)
+    if not hasattr(data, "records"):
+        raise InputError("pretrain needs a BEIR-format folder or an embedded collection (titles are read apart)")
+    encoder = _adapted_encoder(args)
+    settings = {"epochs": args.epochs, "batch_size": args.batch_size, **({"lr": args.lr} if args.lr else {}),
+                **({"doc_max_length": args.doc_max_length} if args.doc_max_length else {})}
+    history = pretrain(encoder, data, kinds=[k.strip() for k in args.kinds.split(",")], max_docs=args.max_docs,
+                       seed=args.seed, **settings)
+    out = encoder.save(args.out)
+    (out / "pretraining.json").write_text(json.dumps({"settings": settings, "kinds": args.kinds,
+                                                      "max_docs": args.max_docs, "history": history}, default=str))
+    print(f"saved {out} ({encoder.mode}; {len(history['loss'])} steps, final loss {history['loss'][-1]:.4f})")
     return 0
 
 

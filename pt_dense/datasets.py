@@ -88,6 +88,12 @@ class BeirDataset:
 
     get_corpus_iter = corpus_iter  # PyTerrier's dataset name for it
 
+    def records(self) -> Iterator[dict[str, str]]:
+        """Documents as stored: ``{"docno", "title", "text"}`` (for components that use the title apart)."""
+        for doc in _read_jsonl(self._corpus_file()):
+            if self.keep_docnos is None or str(doc["docno"]) in self.keep_docnos:
+                yield {"docno": str(doc["docno"]), "title": doc.get("title") or "", "text": doc.get("text") or ""}
+
     @cached_property
     def corpus_size(self) -> int:
         return sum(1 for _ in _CorpusIter(self._corpus_file(), 0, self.keep_docnos))
@@ -106,16 +112,12 @@ class _CorpusIter:
         return self._size
 
     def __iter__(self) -> Iterator[dict[str, str]]:
-        with _open(self._file) as f:
-            for line in f:
-                if line.strip():
-                    doc = json.loads(line)
-                    if self._keep is not None and str(doc["docno"]) not in self._keep:
-                        continue
-                    title, text = doc.get("title") or "", doc.get("text") or ""
-                    full = f"{title} {text}".strip()
-                    if full:
-                        yield {"docno": str(doc["docno"]), "text": full}
+        for doc in _read_jsonl(self._file):
+            if self._keep is not None and str(doc["docno"]) not in self._keep:
+                continue
+            full = f"{doc.get('title') or ''} {doc.get('text') or ''}".strip()
+            if full:
+                yield {"docno": str(doc["docno"]), "text": full}
 
 
 class IrdsDataset:
@@ -160,6 +162,13 @@ class IrdsDataset:
 
 def _open(file: Path):
     return gzip.open(file, "rt", encoding="utf-8") if file.suffix == ".gz" else open(file, encoding="utf-8")
+
+
+def _read_jsonl(file: Path) -> Iterator[dict]:
+    with _open(file) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
 def load(name_or_path: str | Path):

@@ -88,31 +88,39 @@ def to_json(table: pd.DataFrame, config: dict) -> dict:
 
 def bar_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """A grouped bar chart (one group per measure, one bar per system) saved as PNG."""
-    import matplotlib
+    from pt_dense.report import grouped_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    series = {row["name"]: [float(row[m]) for m in MEASURE_NAMES] for row in table.to_dict("records")}
+    return grouped_bars(series, list(MEASURE_NAMES), path, title=title, ylim=(0, 1.15))
 
-    names = list(table["name"])
-    width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(2.5 + 1.8 * len(MEASURE_NAMES), 4.6))
-    for i, name in enumerate(names):
-        values = table.loc[table["name"] == name, list(MEASURE_NAMES)].to_numpy()[0]
-        bars = ax.bar(np.arange(len(MEASURE_NAMES)) + (i - (len(names) - 1) / 2) * width, values, width, label=name)
-        ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
-    ax.set_xticks(np.arange(len(MEASURE_NAMES)), MEASURE_NAMES)
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("score")
-    ax.set_title(title)
-    ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+
+def transfer_collections(data_root: str | Path, in_domain: str = "scifact",
+                         out_of_domain: tuple[str, ...] = ("vaswani", "cranfield", "nfcorpus"),
+                         ood_docs: int = 3000) -> dict:
+    """The in-domain collection and the out-of-domain ones (their corpora cut to ``ood_docs``: every judged test
+    document plus a fixed random sample, the same for every model; 0 keeps them whole), by name."""
+    from pt_dense import datasets
+
+    root = Path(data_root)
+    collections = {in_domain: datasets.load(root / in_domain)}
+    for name in out_of_domain:
+        data = datasets.load(root / name)
+        collections[name] = data.subsample(ood_docs) if ood_docs else data
+    return collections
+
+
+def dense_scores(encoder, collections: dict, k: int = 1000) -> dict[str, dict[str, float]]:
+    """nDCG@10 and R@100 of ``encoder`` (exact dense retrieval, indexes cached by fingerprint) on each test split."""
+    from ir_measures import R, nDCG
+
+    scores = {}
+    for name, data in collections.items():
+        index = dense_index(data, encoder)
+        table = pt.Experiment([encoder.query_encoder() >> index.retriever(k=k)], data.topics("test"),
+                              _pt_qrels(data.qrels("test")), [nDCG @ 10, R @ 100], names=[name])
+        scores[name] = {"nDCG@10": float(table["nDCG@10"][0]), "R@100": float(table["R@100"][0])}
+        print(f"  {name}: nDCG@10 {scores[name]['nDCG@10']:.4f}, R@100 {scores[name]['R@100']:.4f}", flush=True)
+    return scores
 
 
 def format_table(table: pd.DataFrame) -> str:

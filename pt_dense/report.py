@@ -47,6 +47,35 @@ def bench_payload(rows: list[dict], config: dict, **headline) -> dict:
     return {**headline, "rows": rows, "config": config}
 
 
+def grouped_bars(series: dict[str, list[float]], groups: list[str], path: str | Path, *, title: str = "",
+                 ylabel: str = "score", ylim: tuple[float, float] | None = None) -> Path:
+    """A PNG bar chart: one group of bars per entry of ``groups``, one bar (labelled with its value) per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.35 * len(series) * len(groups)), 4.8))
+    for i, (name, values) in enumerate(series.items()):
+        bars = ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
+    ax.set_xticks(np.arange(len(groups)), groups)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=min(len(series), 4), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _jsonable(value: object) -> object:
     if hasattr(value, "item"):
         return value.item()

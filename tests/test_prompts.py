@@ -113,3 +113,49 @@ def test_prompts_are_baked_into_the_onnx_export(tmp_path):
     onnx = OnnxEncoder.from_dir(folder)
     for side in ("query", "doc"):
         np.testing.assert_allclose(onnx.encode(TEXTS, side, batch_size=2), dpt.encode(TEXTS, side), atol=1e-5)
+
+
+def test_pseudo_pairs_point_titles_and_spans_at_the_body():
+    from pt_dense.training.pretrain import pseudo_pairs
+
+    records = [{"docno": "a", "title": "Cats and dogs", "text": " ".join(WORDS)},
+               {"docno": "b", "title": "", "text": " ".join(reversed(WORDS))},
+               {"docno": "c", "title": "empty body", "text": ""}]
+    topics, qrels, texts = pseudo_pairs(records, span_words=(4, 6), seed=1)
+    assert set(texts) == {"a", "b"} and texts["a"] == " ".join(WORDS)  # the title is not in the document
+    assert dict(zip(topics["qid"], topics["query"], strict=True))["title:a"] == "Cats and dogs"
+    spans = topics[topics["qid"].str.startswith("span:")]
+    assert sorted(spans["qid"]) == ["span:a", "span:b"]
+    for qid, span in spans.itertuples(index=False):
+        assert span in texts[qid.split(":")[1]] and 4 <= len(span.split()) <= 6
+    assert set(qrels["docno"]) == {"a", "b"} and (qrels["label"] == 1).all()
+    assert pseudo_pairs(records, span_words=(4, 6), seed=1)[0].equals(topics)  # seeded
+    with pytest.raises(InputError, match="kinds"):
+        pseudo_pairs(records, ["summary"])
+    with pytest.raises(InputError, match="no pseudo-query"):
+        pseudo_pairs([{"docno": "x", "title": "", "text": "too short"}], ["span"])
+
+
+def test_pretraining_then_fine_tuning_through_the_cli(tmp_path, capsys):
+    from conftest import write_beir
+
+    from pt_dense.cli import main
+
+    docs = [{"docno": f"d{i}", "title": " ".join(WORDS[i : i + 2]), "text": " ".join(WORDS[i : i + 12])}
+            for i in range(12)]
+    queries = [{"qid": f"q{i}", "query": " ".join(WORDS[i : i + 3])} for i in range(12)]
+    data = write_beir(tmp_path / "c", docs, queries, {"train": [(f"q{i}", f"d{i}", 1) for i in range(12)]})
+    model, tok = tiny_bert()
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    assert main(["pretrain", "--data", str(data), "--model", str(tmp_path / "tiny"), "--adapter", "prompts",
+                 "--prompt-length", "3", "--out", str(tmp_path / "pre"), "--batch-size", "4"]) == 0
+    pretrained = BiEncoder.from_pretrained(str(tmp_path / "pre"))
+    assert pretrained.mode == "prompts" and pretrained.model.prompts.length == 3
+    assert np.abs(pretrained.model.prompts.prefix.detach().numpy()).max() > 0  # the prompts moved off zero
+    assert main(["train", "--data", str(data), "--model", str(tmp_path / "pre"), "--out", str(tmp_path / "ft"),
+                 "--epochs", "1", "--batch-size", "4"]) == 0
+    assert "prompts" in capsys.readouterr().out
+    assert main(["train", "--data", str(data), "--model", str(tmp_path / "pre"), "--adapter", "lora",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "already carries a prompts adapter" in capsys.readouterr().err

@@ -218,3 +218,26 @@ def test_fit_runs_under_torchrun_and_keeps_ranks_in_sync(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     reports = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert reports == ["steps 4 in_sync True"] * 2
+
+
+@pytest.mark.integration
+def test_unified_negatives_are_mined_once_from_bm25_and_dense_and_shared(scifact_subset, minilm, tmp_path):
+    from pt_dense.datasets import load
+    from pt_dense.training.negatives import UnifiedNegatives, mine_unified, read_mined, resolve
+
+    data = load(scifact_subset)
+    topics = data.topics("test").head(5)
+    path = mine_unified(data, topics, encoder=minilm, depth=20)
+    lists = read_mined(path)
+    assert set(lists) == set(topics["qid"]) and all(len(v) == 20 for v in lists.values())
+    stamp = path.stat().st_mtime_ns
+    source = resolve("unified", data, n=2, depth=20)
+    assert isinstance(source, UnifiedNegatives)
+    source.encoder = minilm
+    source.prepare(topics, {})
+    assert source.path == path and path.stat().st_mtime_ns == stamp  # the same file, not mined again
+    positives = set(data.qrels("test").query("qid == @topics.qid.iloc[0]")["docno"])
+    drawn = source.sample(topics["qid"].iloc[0], positives, 2, seed=0, epoch=0)
+    assert len(drawn) == 2 and not positives & set(drawn)
+    with pytest.raises(InputError, match="unified"):
+        resolve("unified", {"d0": "text"})

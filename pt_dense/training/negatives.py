@@ -5,6 +5,9 @@
   the training topics; each step samples from its top ``depth``, skipping judged positives.
 - ``FileNegatives``: a fixed mined file (``qid<TAB>docno`` in rank order), so runs are reproducible; ``mine`` writes
   one from any retriever.
+- ``UnifiedNegatives``: DPTDR's unified negative mining: one fixed strong retriever (reciprocal rank fusion of BM25
+  and the frozen dense model) mined once per collection and topics, stored in the cache, and shared by every model
+  trained on that data, so that models compare on the same negatives.
 
 Sampling is seeded by (seed, epoch, qid): the same run draws the same negatives, resumed or not.
 """
@@ -82,11 +85,60 @@ class FileNegatives(RankedNegatives):
             raise InputError(f"no negatives file at {self.path}; write one with pt_dense.training.negatives.mine")
 
     def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
-        frame = pd.read_csv(self.path, sep="\t", header=None, names=["qid", "docno"], dtype=str)
-        self.candidates = {qid: list(group["docno"]) for qid, group in frame.groupby("qid", sort=False)}
+        self.candidates = read_mined(self.path)
 
     def describe(self) -> str:
         return f"file({self.path})"
+
+
+class UnifiedNegatives(RankedNegatives):
+    """Candidates from RRF(BM25, frozen dense) over ``corpus``, mined once and cached (or written to ``path``)."""
+
+    def __init__(self, corpus, encoder=None, n: int = 1, depth: int = 100, skip: int = 0,
+                 path: str | Path | None = None):
+        super().__init__(n, depth, skip)
+        if not hasattr(corpus, "corpus_iter"):
+            raise InputError("unified negatives need corpus= a dataset (with corpus_iter) to index")
+        self.corpus, self.encoder, self.path = corpus, encoder, Path(path) if path else None
+
+    def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        self.path = mine_unified(self.corpus, topics, self.path, encoder=self.encoder, depth=self.depth)
+        self.candidates = read_mined(self.path)
+
+    def describe(self) -> str:
+        return "unified(rrf(bm25, frozen dense))"
+
+
+def mine_unified(corpus, topics: pd.DataFrame, path: str | Path | None = None, *, encoder=None,
+                 depth: int = 100) -> Path:
+    """The unified negatives file of ``topics`` over ``corpus``: mined by RRF(BM25, ``encoder``) (default: the
+    packaged MiniLM, frozen) unless it exists. Without ``path`` it lives in the cache under a name made of the
+    collection, the encoder's fingerprint and the topics, so every model trained on the same data reads one file."""
+    import hashlib
+
+    from pt_dense import evaluation
+    from pt_dense._cache import cache_dir, collection_key
+    from pt_dense.bm25 import BM25
+    from pt_dense.fusion import rrf
+
+    if encoder is None:
+        from pt_dense.encoders.biencoder import BiEncoder
+
+        encoder = BiEncoder.from_pretrained("minilm")
+    if path is None:
+        qids = hashlib.blake2b("\n".join(sorted(topics["qid"].astype(str))).encode(), digest_size=6).hexdigest()
+        path = cache_dir() / "negatives" / f"{collection_key(corpus)}-{encoder.fingerprint[:12]}-{qids}-{depth}.tsv"
+    path = Path(path)
+    if not path.exists():
+        dense = encoder.query_encoder() >> evaluation.dense_index(corpus, encoder).retriever(k=depth + 20)
+        mine(rrf(BM25(corpus, num_results=depth + 20), dense, num_results=depth + 20), topics, path, depth=depth)
+    return path
+
+
+def read_mined(path: str | Path) -> dict[str, list[str]]:
+    """qid -> ranked docnos of a mined negatives file."""
+    frame = pd.read_csv(path, sep="\t", header=None, names=["qid", "docno"], dtype=str)
+    return {qid: list(group["docno"]) for qid, group in frame.groupby("qid", sort=False)}
 
 
 def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) -> Path:
@@ -107,8 +159,8 @@ def ranked_lists(results: pd.DataFrame) -> dict[str, list[str]]:
 def resolve(negatives, corpus=None, n: int = 1, depth: int = 100) -> NegativeSource:
     """Turn ``fit``'s ``negatives=`` argument into a NegativeSource.
 
-    Accepts a NegativeSource, ``"in-batch"``, ``"bm25"`` (Lucene BM25 over ``corpus``), a PyTerrier retriever, or the
-    path of a mined file.
+    Accepts a NegativeSource, ``"in-batch"``, ``"bm25"`` (Lucene BM25 over ``corpus``), ``"unified"`` (RRF of BM25
+    and the frozen MiniLM over ``corpus``, mined once and cached), a PyTerrier retriever, or the path of a mined file.
     """
     import pyterrier as pt
 
@@ -122,11 +174,15 @@ def resolve(negatives, corpus=None, n: int = 1, depth: int = 100) -> NegativeSou
         from pt_dense.bm25 import BM25
 
         return RetrieverNegatives(BM25(corpus, num_results=depth + 20), n=n, depth=depth)
+    if negatives == "unified":
+        if corpus is None or not hasattr(corpus, "corpus_iter"):
+            raise InputError("negatives='unified' needs corpus= a dataset (with corpus_iter) to index")
+        return UnifiedNegatives(corpus, n=n, depth=depth)
     if isinstance(negatives, pt.Transformer):
         return RetrieverNegatives(negatives, n=n, depth=depth)
     if isinstance(negatives, (str, Path)) and Path(negatives).exists():
         return FileNegatives(negatives, n=n, depth=depth)
-    raise InputError(f"unknown negatives {negatives!r}: use 'in-batch', 'bm25', a PyTerrier retriever, "
+    raise InputError(f"unknown negatives {negatives!r}: use 'in-batch', 'bm25', 'unified', a PyTerrier retriever, "
                      "a mined file path or a NegativeSource")
 
 
