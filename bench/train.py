@@ -1,4 +1,5 @@
-"""Cost of each training mode on the same batches: trainable parameters, optimiser state, seconds per step, peak RSS.
+"""Cost of each training mode (full, LoRA, deep prompts) on the same batches: trainable parameters, optimiser
+state, seconds per step, peak RSS.
 
 Each mode runs in its own process (so peak RSS is its own) on the same SciFact training batches with in-batch
 negatives; the first step is a warm-up and is not timed. Usage::
@@ -15,7 +16,7 @@ import sys
 
 from pt_dense.report import bench_payload, peak_rss_mb, print_table, write_json
 
-MODES = ("full", "lora")
+MODES = ("full", "lora", "prompts")
 
 
 def worker(args) -> dict:
@@ -26,6 +27,8 @@ def worker(args) -> dict:
     encoder = BiEncoder.from_pretrained(args.model)
     if args.mode == "lora":
         encoder = encoder.with_lora()
+    elif args.mode == "prompts":
+        encoder = encoder.with_prompts(length=32)
     topics = data.topics("train").head(args.batch_size * (args.steps + 1))
     history = encoder.fit(topics, data.qrels("train"), corpus=data, epochs=1, batch_size=args.batch_size,
                           max_steps=args.steps + 1, doc_max_length=args.max_length, progress=False, seed=0)
@@ -57,9 +60,11 @@ def main() -> None:
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print_table(rows)
     by = {r["mode"]: r for r in rows}
-    headline = {"lora_trainable_pct": by["lora"]["trainable_pct"],
-                "lora_optimizer_state_ratio": by["lora"]["optimizer_state_mb"] / by["full"]["optimizer_state_mb"],
-                "lora_step_speedup": by["full"]["s_per_step"] / by["lora"]["s_per_step"]}
+    headline = {}
+    for mode in ("lora", "prompts"):
+        headline |= {f"{mode}_trainable_pct": by[mode]["trainable_pct"],
+                     f"{mode}_optimizer_state_ratio": by[mode]["optimizer_state_mb"] / by["full"]["optimizer_state_mb"],
+                     f"{mode}_step_speedup": by["full"]["s_per_step"] / by[mode]["s_per_step"]}
     print({k: round(v, 4) for k, v in headline.items()})
     write_json(args.json, bench_payload(rows, vars(args), **headline))
 
