@@ -17,6 +17,9 @@ _EXPORTS = {
     "BM25": "pt_dense.bm25",
     "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
     "PEFA": "pt_dense.pefa",
+    "Corrector": "pt_dense.corrector",
+    "CachedNegatives": "pt_dense.training.cached",
+    "CorrectedNegatives": "pt_dense.training.cached",
     "PromptBank": "pt_dense.encoders.prompts",
     "linear_fusion": "pt_dense.fusion",
     "rrf": "pt_dense.fusion",
@@ -32,7 +35,8 @@ _EXPORTS = {
 _SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling")
 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
-    "BM25", "BiEncoder", "DenseIndex", "OnnxEncoder", "PEFA", "PromptBank", "linear_fusion", "rrf",
+    "BM25", "BiEncoder", "CachedNegatives", "CorrectedNegatives", "Corrector", "DenseIndex", "OnnxEncoder", "PEFA",
+    "PromptBank", "linear_fusion", "rrf",
     "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
     "MissingColumnsError", "PtDenseError", "UnknownModelError",
     "datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling",
@@ -41,6 +45,7 @@ __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
 if TYPE_CHECKING:
     from pt_dense import datasets, deploy, evaluation, export, fusion, models, pefa, scaling
     from pt_dense.bm25 import BM25
+    from pt_dense.corrector import Corrector
     from pt_dense.encoders.biencoder import BiEncoder
     from pt_dense.encoders.onnx_encoder import OnnxEncoder
     from pt_dense.encoders.prompts import PromptBank
@@ -57,6 +62,7 @@ if TYPE_CHECKING:
     from pt_dense.fusion import linear_fusion, rrf
     from pt_dense.index.dense_index import DenseIndex
     from pt_dense.pefa import PEFA
+    from pt_dense.training.cached import CachedNegatives, CorrectedNegatives
 
 
 def __getattr__(name: str):

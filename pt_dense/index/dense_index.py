@@ -7,6 +7,8 @@ Layout (format version 1)::
     vectors.f32    count x dim float32, row-major, memory-mapped on read
     docnos.txt     one docno per line, row order
     *.faiss        approximate-search structures built on demand and cached (e.g. hnsw-M32-efc200.faiss)
+    base.f32       after a refresh by a corrector: the vectors the index was built with (see index/refresh.py)
+    corrector/     after a refresh: the corrector that made vectors.f32 from base.f32
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pt_dense.errors import EncoderMismatchError, IndexFormatError
 
 FORMAT = "pt_dense.dense_index"
 FORMAT_VERSION = 1
-META_FILE, VECTORS_FILE, DOCNOS_FILE = "meta.json", "vectors.f32", "docnos.txt"
+META_FILE, VECTORS_FILE, DOCNOS_FILE, BASE_FILE = "meta.json", "vectors.f32", "docnos.txt", "base.f32"
 
 
 class DenseIndex(pt.Artifact):
@@ -138,6 +140,25 @@ class DenseIndex(pt.Artifact):
         from pt_dense.index.scorer import VectorScorer
 
         return VectorScorer(self, missing=missing)
+
+    def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
+                keep_fresh_sample: bool = True) -> DenseIndex:
+        """Stand this index for the corrector's encoder without re-encoding: every vector becomes h(base vector)
+        (see :mod:`pt_dense.index.refresh`); in place by default, or written to ``path``."""
+        from pt_dense.index.refresh import refresh_index
+
+        return refresh_index(self, corrector, path, overwrite=overwrite, keep_fresh_sample=keep_fresh_sample)
+
+    @property
+    def base_file(self) -> Path:
+        """The file of the vectors the index was built with (``base.f32`` once refreshed, else ``vectors.f32``)."""
+        base = self.path / BASE_FILE
+        return base if base.exists() else self.path / VECTORS_FILE
+
+    @property
+    def base_vectors(self) -> np.ndarray:
+        """The vectors the index was built with (what a refresh starts from), memory-mapped."""
+        return np.memmap(self.base_file, dtype=np.float32, mode="r", shape=(len(self), self.dim))
 
     def info(self) -> dict:
         meta = dict(self.meta)

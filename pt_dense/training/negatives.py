@@ -35,6 +35,9 @@ class NegativeSource:
     def sample(self, qid: str, positives: set[str], n: int, seed: int, epoch: int) -> list[str]:
         return []
 
+    def update(self, encoder, step: int, epoch: int) -> None:
+        """Called before every training step with the encoder as it is (sources that follow the encoder)."""
+
     def describe(self) -> str:
         return type(self).__name__
 

@@ -123,6 +123,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                 if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                     return state["history"]
                 loss, step_started = 0.0, time.perf_counter()
+                source.update(encoder, state["step"], epoch)
                 for micro in batches[index * cfg.grad_accum : (index + 1) * cfg.grad_accum]:
                     part = micro[rank::world] if world > 1 else micro
                     loss += _step_loss(encoder, part, texts, positives, source, n_neg, cfg, epoch) / cfg.grad_accum

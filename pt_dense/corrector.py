@@ -1,0 +1,188 @@
+"""Corrector networks (Monath et al., "A Fresh Take on Stale Embeddings", ICML 2024).
+
+When the encoder changes, the document vectors cached in an index go stale. A corrector h is a small residual MLP
+that maps a stale vector g'(d) to an estimate of what the current encoder g(d) would give, so the index (and
+hard-negative sampling from it) follows the encoder while only a small sample of the corpus is re-encoded.
+
+``Corrector.fit(index, encoder, corpus, sample=0.05)`` re-encodes a random sample of the index's documents with the
+current encoder and learns stale -> fresh on those pairs; ``index.refresh(corrector)`` then writes h(stale) for the
+whole index (the sample keeps its exact fresh vectors) and records that it now stands for the current encoder.
+
+Two losses: ``"regression"`` (1 - cosine to the fresh vector) and ``"contrastive"`` (each corrected vector must pick
+its own fresh vector among the batch's, at temperature 0.05: the retrieval task's own view of the error).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pt_dense.errors import InputError
+
+LOSSES = ("regression", "contrastive")
+WEIGHTS_FILE, CONFIG_FILE = "corrector.pt", "corrector.json"
+
+
+@dataclass
+class CorrectorReport:
+    """What a fit cost and achieved."""
+
+    sample: int
+    reencoded: int
+    encode_seconds: float
+    fit_seconds: float
+    cosine_before: float  # mean cosine(stale, fresh) on the held-out part of the sample
+    cosine_after: float  # mean cosine(h(stale), fresh) on the held-out part of the sample
+    history: list[float] = field(default_factory=list)
+
+
+class Corrector(nn.Module):
+    """h(x) = normalise(x + MLP(x)); the MLP's last layer starts at zero, so h starts as the identity."""
+
+    def __init__(self, dim: int, width: int = 1024, depth: int = 2, normalize: bool = True):
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise InputError("a corrector needs depth >= 1 and width >= 1")
+        layers: list[nn.Module] = []
+        size = dim
+        for _ in range(depth - 1):
+            layers += [nn.Linear(size, width), nn.GELU()]
+            size = width
+        layers.append(nn.Linear(size, dim))
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+        self.mlp = nn.Sequential(*layers)
+        self.dim, self.width, self.depth, self.normalize = dim, width, depth, normalize
+        self.target: dict = {}  # descriptor of the encoder whose vectors h estimates
+        self.source: str | None = None  # fingerprint of the encoder that made the stale vectors
+        self.fresh_rows: dict[str, np.ndarray] = {}  # the re-encoded sample: docno -> its exact fresh vector
+        self.report: CorrectorReport | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x + self.mlp(x)
+        return nn.functional.normalize(y, dim=-1) if self.normalize else y
+
+    @torch.inference_mode()
+    def apply(self, vectors: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """h of a (count x dim) float32 matrix, in batches."""
+        self.eval()
+        out = np.empty((len(vectors), self.dim), dtype=np.float32)
+        for start in range(0, len(vectors), batch_size):
+            chunk = torch.from_numpy(np.array(vectors[start : start + batch_size], dtype=np.float32))
+            out[start : start + len(chunk)] = self(chunk).numpy()
+        return out
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def fit(cls, index, encoder, corpus, sample: float | int = 0.05, *, loss: str = "regression",
+            width: int = 1024, depth: int = 2, epochs: int = 50, lr: float = 1e-3, batch_size: int = 256,
+            seed: int = 0, progress: bool = True) -> Corrector:
+        """Re-encode ``sample`` of ``index`` (a fraction, or a count) with ``encoder`` and fit stale -> fresh.
+
+        ``corpus`` gives the texts (a dataset with ``corpus_iter``, a list of ``{"docno", "text"}`` or a mapping);
+        the index only holds vectors. A tenth of the sample is held out to report the cosine before and after.
+        """
+        from pt_dense.training.negatives import doc_texts
+
+        if loss not in LOSSES:
+            raise InputError(f"loss must be one of {LOSSES}, not {loss!r}")
+        rows = sample_rows(len(index), sample, seed)
+        texts = doc_texts(corpus)
+        docnos = index.docnos[rows]
+        missing = [d for d in docnos if d not in texts]
+        if missing:
+            raise InputError(f"{len(missing)} documents of the index are not in the corpus (e.g. {missing[:3]}): "
+                             "give the corpus the index was built from")
+        started = time.perf_counter()
+        fresh = encoder.encode([texts[d] for d in docnos], "doc", progress=progress)
+        encode_seconds = time.perf_counter() - started
+        corrector = cls(index.dim, width=width, depth=depth)
+        report = corrector.train_on(np.asarray(index.base_vectors[rows]), fresh, loss=loss, epochs=epochs, lr=lr,
+                                    batch_size=batch_size, seed=seed)
+        report.encode_seconds = encode_seconds
+        corrector.report = report
+        corrector.target = encoder.descriptor()
+        corrector.source = index.fingerprint
+        corrector.fresh_rows = dict(zip(docnos.tolist(), fresh, strict=True))
+        return corrector
+
+    def train_on(self, stale: np.ndarray, fresh: np.ndarray, *, loss: str = "regression", epochs: int = 50,
+                 lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> CorrectorReport:
+        """Fit h on (stale, fresh) pairs, a tenth held out for the report; returns the report."""
+        if stale.shape != fresh.shape or stale.ndim != 2 or stale.shape[1] != self.dim:
+            raise InputError(f"stale {stale.shape} and fresh {fresh.shape} vectors must both be (n x {self.dim})")
+        if len(stale) < 2:
+            raise InputError("a corrector needs at least 2 re-encoded documents to learn from")
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(stale), generator=generator)
+        held = order[: max(1, len(stale) // 10)] if len(stale) >= 20 else order[:0]
+        train = order[len(held) :]
+        x, y = torch.from_numpy(np.asarray(stale, np.float32)), torch.from_numpy(np.asarray(fresh, np.float32))
+        torch.manual_seed(seed)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.01)
+        history = []
+        self.train()
+        for _ in range(epochs):
+            perm = train[torch.randperm(len(train), generator=generator)]
+            total = 0.0
+            for start in range(0, len(perm), batch_size):
+                batch = perm[start : start + batch_size]
+                value = _loss(self(x[batch]), y[batch], loss)
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+                total += float(value.detach()) * len(batch)
+            history.append(total / len(perm))
+        check = held if len(held) else train
+        before = float(nn.functional.cosine_similarity(x[check], y[check]).mean())
+        after = float(nn.functional.cosine_similarity(torch.from_numpy(self.apply(x[check].numpy())), y[check]).mean())
+        return CorrectorReport(sample=len(stale), reencoded=len(stale), encode_seconds=0.0,
+                               fit_seconds=time.perf_counter() - started, cosine_before=before, cosine_after=after,
+                               history=history)
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict:
+        report = None if self.report is None else {k: v for k, v in self.report.__dict__.items() if k != "history"}
+        return {"dim": self.dim, "width": self.width, "depth": self.depth, "normalize": self.normalize,
+                "target": self.target, "source": self.source, "report": report}
+
+    def save(self, folder: str | Path) -> Path:
+        from pt_dense._atomic import atomic_dir
+
+        with atomic_dir(folder, overwrite=True) as tmp:
+            torch.save(self.state_dict(), tmp / WEIGHTS_FILE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(self.config(), indent=1))
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Corrector:
+        folder = Path(folder)
+        if not (folder / CONFIG_FILE).exists():
+            raise InputError(f"no corrector at {folder} (expected {CONFIG_FILE})")
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        corrector = cls(config["dim"], width=config["width"], depth=config["depth"], normalize=config["normalize"])
+        corrector.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
+        corrector.target, corrector.source = config["target"], config["source"]
+        return corrector
+
+
+def sample_rows(count: int, sample: float | int, seed: int) -> np.ndarray:
+    """Sorted row numbers of a seeded random sample: ``sample`` is a fraction in (0, 1] or a count."""
+    size = round(sample * count) if isinstance(sample, float) else int(sample)
+    if not 2 <= size <= count:
+        raise InputError(f"sample={sample!r} gives {size} of {count} documents; it must give between 2 and {count}")
+    return np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
+
+
+def _loss(corrected: torch.Tensor, fresh: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "regression":
+        return (1 - nn.functional.cosine_similarity(corrected, fresh)).mean()
+    scores = corrected @ nn.functional.normalize(fresh, dim=-1).T / 0.05
+    return nn.functional.cross_entropy(scores, torch.arange(len(scores)))

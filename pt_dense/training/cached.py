@@ -1,0 +1,122 @@
+"""Hard negatives from a cache of document vectors that follows the encoder while it trains (Monath et al., 2024).
+
+The cache starts as a DenseIndex's base vectors (the encoder before training). At the start of every epoch after the
+first, training queries are re-encoded with the current encoder (queries are cheap) and the cache is brought up to
+date by one of three policies:
+
+- ``"stale"``: never; the documents keep their initial vectors;
+- ``"corrected"``: a corrector is re-fitted on a fresh random ``sample`` of the corpus and applied to every cached
+  vector (the sample itself keeps its exact fresh vectors): ``sample`` of the corpus re-encoded per refresh;
+- ``"reencode"``: the whole corpus is re-encoded (the expensive reference).
+
+Negatives for a query are drawn without replacement from the softmax over its ``depth`` best-scored non-positive
+documents at ``temperature`` (Gumbel top-k), seeded by (seed, epoch, qid). ``reencoded`` counts the documents encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from pt_dense.errors import InputError
+from pt_dense.training.negatives import NegativeSource, doc_texts
+
+POLICIES = ("stale", "corrected", "reencode")
+
+
+class CachedNegatives(NegativeSource):
+    """See the module docstring; ``index`` is the cache (built by the encoder training starts from)."""
+
+    def __init__(self, index, corpus, refresh: str = "corrected", *, sample: float = 0.05, n: int = 1,
+                 depth: int = 100, temperature: float = 0.05, corrector_settings: dict | None = None,
+                 progress: bool = False):
+        if refresh not in POLICIES:
+            raise InputError(f"refresh must be one of {POLICIES}, not {refresh!r}")
+        if n < 1 or depth < n:
+            raise InputError("cached negatives need n >= 1 and depth >= n")
+        self.index, self.texts, self.policy = index, doc_texts(corpus), refresh
+        missing = [d for d in index.docnos[:1000] if d not in self.texts]
+        if missing:
+            raise InputError(f"documents of the index are missing from the corpus (e.g. {missing[:3]})")
+        self.sample_size, self.n, self.depth, self.temperature = sample, n, depth, temperature
+        self.corrector_settings = corrector_settings or {}
+        self.progress = progress
+        self.reencoded = 0
+        self.refreshes: list[dict] = []
+        self._topics: pd.DataFrame | None = None
+        self._positives: Mapping[str, set[str]] = {}
+        self._epoch: int | None = None
+        self.candidates: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # qid -> (doc rows, scores), best first
+
+    def describe(self) -> str:
+        return f"cached({self.policy}, sample={self.sample_size})" if self.policy == "corrected" else \
+            f"cached({self.policy})"
+
+    def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        self._topics, self._positives = topics[["qid", "query"]].reset_index(drop=True), positives
+
+    def update(self, encoder, step: int, epoch: int) -> None:
+        if self._epoch == epoch:
+            return
+        self._epoch = epoch
+        docs = self._documents(encoder, refresh=epoch > 0)
+        queries = encoder.encode(list(self._topics["query"]), "query", progress=False)
+        self._rank(queries, docs)
+
+    def _documents(self, encoder, refresh: bool) -> np.ndarray:
+        """The cache's document vectors for this epoch, refreshed by the policy."""
+        from pt_dense.corrector import Corrector
+
+        base = np.asarray(self.index.base_vectors)
+        if not refresh or self.policy == "stale":
+            return base
+        if self.policy == "reencode":
+            self.reencoded += len(base)
+            self.refreshes.append({"epoch": self._epoch, "reencoded": len(base)})
+            return encoder.encode([self.texts[d] for d in self.index.docnos], "doc", progress=self.progress)
+        corrector = Corrector.fit(self.index, encoder, self.texts, self.sample_size,
+                                  seed=self._epoch, progress=self.progress, **self.corrector_settings)
+        self.reencoded += corrector.report.reencoded
+        self.refreshes.append({"epoch": self._epoch, "reencoded": corrector.report.reencoded,
+                               "cosine_before": corrector.report.cosine_before,
+                               "cosine_after": corrector.report.cosine_after})
+        docs = corrector.apply(base)
+        rows = self.index.docno_lookup.get_indexer(list(corrector.fresh_rows))
+        docs[rows] = np.stack(list(corrector.fresh_rows.values()))
+        return docs
+
+    def _rank(self, queries: np.ndarray, docs: np.ndarray) -> None:
+        lookup = self.index.docno_lookup
+        keep = min(self.depth + 64, len(docs))
+        for start in range(0, len(queries), 256):
+            scores = queries[start : start + 256] @ docs.T
+            top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+            for i, rows in enumerate(top):
+                qid = self._topics.at[start + i, "qid"]
+                positive_rows = set(lookup.get_indexer(list(self._positives.get(qid, ()))).tolist())
+                rows = np.array([r for r in rows[np.argsort(-scores[i, rows])] if r not in positive_rows])
+                rows = rows[: self.depth]
+                self.candidates[qid] = (rows, scores[i, rows])
+
+    def sample(self, qid: str, positives: set[str], n: int, seed: int, epoch: int) -> list[str]:
+        if qid not in self.candidates:
+            return []
+        rows, scores = self.candidates[qid]
+        rng = np.random.default_rng(_seed(seed, epoch, qid))
+        keys = scores / self.temperature + rng.gumbel(size=len(scores))
+        picked = rows[np.argsort(-keys)[:n]]
+        return [self.index.docnos[r] for r in picked]
+
+
+def _seed(seed: int, epoch: int, qid: str) -> int:
+    return int(hashlib.blake2b(f"{seed}/{epoch}/{qid}".encode(), digest_size=8).hexdigest(), 16)
+
+
+class CorrectedNegatives(CachedNegatives):
+    """``CachedNegatives`` with the corrected policy: a corrector re-fitted on a fresh ``sample`` each epoch."""
+
+    def __init__(self, index, corpus, *, sample: float = 0.05, **settings):
+        super().__init__(index, corpus, "corrected", sample=sample, **settings)
