@@ -30,14 +30,17 @@ def dense_index(data, encoder, *, index_dir: str | Path | None = None, overwrite
     """The dense index of ``data``'s corpus under ``encoder``: opened from the cache, or built there once."""
     from pt_dense.index.dense_index import DenseIndex
 
-    key = f"{collection_key(data)}-{encoder.fingerprint[:16]}"
-    path = Path(index_dir) if index_dir else cache_dir() / "dense" / key
-    index = DenseIndex(path)
+    index = DenseIndex(Path(index_dir) if index_dir else cached_index_path(data, encoder))
     if overwrite or not index.built():
         corpus = data.corpus_iter()
         (encoder.doc_encoder() >> index.indexer(overwrite=overwrite, total=_length(corpus))).index(corpus)
     index.check_encoder(encoder.fingerprint, what="the cached index's encoder")
     return index
+
+
+def cached_index_path(data, encoder) -> Path:
+    """Where :func:`dense_index` caches ``data``'s index under ``encoder``."""
+    return cache_dir() / "dense" / f"{collection_key(data)}-{encoder.fingerprint[:16]}"
 
 
 def build_systems(data, encoder=None, names=SYSTEMS, *, k: int = 1000, hybrid_weight: float = 0.5,
