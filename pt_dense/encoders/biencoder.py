@@ -18,6 +18,7 @@ import pandas as pd
 import pyterrier as pt
 import torch
 
+from pt_dense._hashing import state_hash
 from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
 from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError
@@ -256,8 +257,6 @@ class BiEncoder(StageFactory, pt.Estimator):
     def fingerprint(self) -> str:
         """A stable hash of the weights and the settings; an index records it and refuses other encoders."""
         if self._fingerprint is None:
-            from pt_dense.encoders.prompts import state_hash
-
             settings = json.dumps(self.settings(), sort_keys=True).encode()
             self._fingerprint = state_hash(self.model.state_dict(), prefix=settings)
         return self._fingerprint

@@ -14,11 +14,11 @@ reparameterisation), whose output layer starts at zero for the same reason.
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import torch
 from torch import nn
 
+from pt_dense._hashing import state_hash
 from pt_dense.errors import InputError
 
 
@@ -135,12 +135,3 @@ class PromptBank:
     def __repr__(self) -> str:
         return f"PromptBank({self.base.name!r}, tasks={self.tasks()})"
 
-
-def state_hash(state: dict[str, torch.Tensor], prefix: bytes = b"") -> str:
-    """A hash of ``prefix`` and a state dict's names and values (identical weights, identical hash)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(prefix)
-    for key, tensor in sorted(state.items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
