@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--out", default="out/scaling", type=Path)
     parser.add_argument("--layers", default=",".join(map(str, defaults.layers)))
     parser.add_argument("--annotations", default=",".join(map(str, defaults.annotations)))
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps of every cell")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--budget", type=float, default=20_000, help="for the plan, in units of one annotation")
     parser.add_argument("--train-cost", type=float, default=1e-7, help="cost per parameter per annotation trained")
@@ -35,7 +35,7 @@ def main() -> None:
     from pt_dense.report import bench_payload, markdown_table, write_json
 
     config = GridConfig(data=args.data, layers=[int(x) for x in args.layers.split(",")],
-                        annotations=[int(x) for x in args.annotations.split(",")], epochs=args.epochs, lr=args.lr)
+                        annotations=[int(x) for x in args.annotations.split(",")], steps=args.steps, lr=args.lr)
     cells = run_grid(config, args.out)
     rows = [{k: c[k] for k in ("layers", "N", "D", "L", "steps", "train_seconds")} for c in cells]
     print(markdown_table(rows))

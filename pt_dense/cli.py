@@ -258,7 +258,7 @@ def _add_scaling_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--model", default=defaults.model)
     run.add_argument("--layers", default=",".join(map(str, defaults.layers)), help="e.g. 1,2,3,4,6")
     run.add_argument("--annotations", default=",".join(map(str, defaults.annotations)), help="e.g. 500,1000,2000")
-    for name in ("train_split", "test_split", "epochs", "batch_size", "lr", "temperature", "query_max_length",
+    for name in ("train_split", "test_split", "steps", "batch_size", "lr", "temperature", "query_max_length",
                  "doc_max_length", "negatives", "seed"):
         value = getattr(defaults, name)
         run.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)

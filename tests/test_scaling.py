@@ -213,10 +213,10 @@ def test_grid_caches_each_cell_resumes_and_refuses_other_settings(tmp_path, tiny
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     config = GridConfig(data=str(tiny_collection), model=str(tmp_path / "model"), layers=[1, 2],
-                        annotations=[8, 16], batch_size=4, negatives=20, lr=1e-3)
+                        annotations=[8, 16], batch_size=4, negatives=20, lr=1e-3, steps=5)
     cells = run_grid(config, tmp_path / "grid", progress=False)
     assert [(c["layers"], c["D"]) for c in cells] == [(1, 8), (1, 16), (2, 8), (2, 16)]
-    assert all(0 < c["L"] < 2 * math.log(21) and c["steps"] == c["D"] // 4 for c in cells)
+    assert all(0 < c["L"] < 2 * math.log(21) and c["steps"] == 5 for c in cells)  # 8 pairs: 2 steps an epoch
     assert cells[2]["N"] == 2 * cells[0]["N"]
     killed = tmp_path / "grid" / "cells" / "layers2-annotations16.json"
     killed.unlink()  # as if the run was killed during the last cell

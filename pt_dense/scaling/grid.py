@@ -3,7 +3,8 @@
 Model size: a pretrained encoder cut to its first k layers, its size N counted as non-embedding parameters (the
 transformer layers; embeddings and the unused pooler are left out, as in the paper). Annotations: the training
 split's (query, judged positive) pairs, shuffled once by the seed, the first D of them; so each subset contains the
-smaller ones. Each cell (k, D) trains with every pair as an example (in-batch negatives) and is measured by
+smaller ones. Each cell (k, D) trains for the same number of steps with every pair as an example (in-batch
+negatives; a small subset is repeated, so cells differ in data, not in optimisation) and is measured by
 :func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split. Cells are written atomically to
 ``<out>/cells/`` as they finish, so a killed run resumes at the first missing cell; ``<out>/grid.json`` holds the
 settings and refuses a resume under other settings.
@@ -28,10 +29,10 @@ class GridConfig:
     data: str
     model: str = "minilm"
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6])
-    annotations: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 4000])
+    annotations: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000])
     train_split: str = "train"
     test_split: str = "test"
-    epochs: int = 1
+    steps: int = 62  # every cell trains this many steps (small subsets repeat): the same optimisation, less data
     batch_size: int = 32
     lr: float = 5e-5
     temperature: float = 0.05
@@ -102,7 +103,7 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
             subset = pairs.head(n_pairs)
             started = time.perf_counter()
             history = encoder.fit(train_topics, subset.assign(label=1), corpus=texts, negatives="in-batch",
-                                  each_positive=True, epochs=config.epochs, batch_size=config.batch_size,
+                                  each_positive=True, steps=config.steps, batch_size=config.batch_size,
                                   lr=config.lr, temperature=config.temperature, seed=config.seed, progress=False)
             train_seconds = time.perf_counter() - started
             loss = contrastive_loglik(encoder, test_topics, test_qrels, texts, negatives=config.negatives,

@@ -8,6 +8,7 @@ ends with the same weights as one that was not.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -51,6 +52,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0: at the end of each epoch
     resume: bool = False
     max_steps: int | None = None  # stop early (e.g. to test resuming); the schedule still spans all epochs
+    steps: int | None = None  # train exactly this many steps (epochs repeat as needed); the schedule spans them
     valid_pool: int = 2000
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -97,7 +99,10 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     examples = sum(len(positives[q]) for q in topics["qid"]) if cfg.each_positive else len(topics)
     steps_per_epoch = max(1, (examples // cfg.batch_size) // cfg.grad_accum)
-    total = steps_per_epoch * cfg.epochs
+    if cfg.steps:
+        cfg.epochs = math.ceil(cfg.steps / steps_per_epoch)
+        cfg.max_steps = cfg.steps if cfg.max_steps is None else min(cfg.max_steps, cfg.steps)
+    total = cfg.steps or steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total - s) / max(total - warmup, 1))))
