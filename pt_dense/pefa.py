@@ -348,6 +348,8 @@ def _plot_grid(grid: list[dict], measure: str, path: Path, kind: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pt_dense.report import save_figure
+
     frame = pd.DataFrame(grid)
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, group in frame.groupby("k"):
@@ -357,7 +359,4 @@ def _plot_grid(grid: list[dict], measure: str, path: Path, kind: str) -> None:
     ax.set_title(f"PEFA-{kind.upper()} tuning")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -68,6 +68,13 @@ def grouped_bars(series: dict[str, list[float]], groups: list[str], path: str | 
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=min(len(series), 4), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

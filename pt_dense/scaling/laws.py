@@ -209,12 +209,9 @@ class ScalingLaw:
         ax.set_title(title or f"L({', '.join(self.kind)}): R^2 = {self.r2:.3f}{held}", fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(which="both", alpha=0.25)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        from pt_dense.report import save_figure
+
+        return save_figure(fig, path)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"max_holdout_error": self.max_holdout_error}
