@@ -19,12 +19,9 @@ table, JSON and a PNG chart. Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 CELLS = ("dpt", "dpt+unified", "dpt+pretrain", "dpt+pretrain+unified", "lora", "lora+unified")
-OOD = ("vaswani", "cranfield", "nfcorpus")
 
 
 def main() -> None:
@@ -42,14 +39,14 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
+    from _transfer import OOD, cached, frozen_cell, report, trained_cell
+
     from pt_dense.encoders.biencoder import BiEncoder
-    from pt_dense.evaluation import dense_scores, transfer_collections
-    from pt_dense.report import bench_payload, grouped_bars, markdown_table, write_json
+    from pt_dense.evaluation import transfer_collections
     from pt_dense.training.pretrain import pretrain
 
     args.out.mkdir(parents=True, exist_ok=True)
     collections = transfer_collections(args.data_root, "scifact", OOD, args.ood_docs)
-    scifact = collections["scifact"]
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "doc_max_length": args.doc_max_length,
              "seed": args.seed}
 
@@ -59,63 +56,28 @@ def main() -> None:
 
     def pretrained_prompts() -> BiEncoder:
         folder = args.out / "pretrained-prompts"
-        if not (folder / "pt_dense_encoder.json").exists():
+
+        def compute() -> dict:
             print("pretraining prompts on the SciFact corpus (title -> body, span -> body)", flush=True)
             encoder = fresh("dpt")
-            history = pretrain(encoder, scifact, max_docs=args.pretrain_docs, **train | {"epochs": 1})
+            history = pretrain(encoder, collections["scifact"], max_docs=args.pretrain_docs, **train | {"epochs": 1})
             encoder.doc_max_length = 256
-            encoder.save(folder)
-            (folder / "pretraining.json").write_text(json.dumps({"steps": len(history["loss"]),
-                                                                 "final_loss": history["loss"][-1]}))
-        return BiEncoder.from_pretrained(str(folder))
+            encoder.save(folder / "encoder")
+            return {"steps": len(history["loss"]), "final_loss": history["loss"][-1]}
 
-    results = {}
-    frozen_file = args.out / "frozen.json"
-    if not frozen_file.exists():
-        print("frozen MiniLM", flush=True)
-        frozen = BiEncoder.from_pretrained("minilm")
-        frozen_file.write_text(json.dumps({"scores": dense_scores(frozen, collections), "trainable": 0,
-                                           "total": frozen.trainable_parameters()[1]}))
-    results["frozen MiniLM"] = json.loads(frozen_file.read_text())
-    for cell in args.cells.split(","):
+        cached(folder / "pretraining.json", compute)
+        return BiEncoder.from_pretrained(str(folder / "encoder"))
+
+    results = {"frozen MiniLM": frozen_cell(args.out, collections)}
+    for cell in [c for c in args.cells.split(",") if c]:
         if cell not in CELLS:
             raise SystemExit(f"unknown cell {cell!r}; cells: {', '.join(CELLS)}")
-        cell_file = args.out / cell.replace("+", "-") / "scores.json"
-        if not cell_file.exists():
-            print(f"training {cell}", flush=True)
-            parts = cell.split("+")
-            encoder = pretrained_prompts() if "pretrain" in parts else fresh(parts[0])
-            started = time.perf_counter()
-            history = encoder.fit(scifact.topics("train"), scifact.qrels("train"), corpus=scifact,
-                                  negatives="unified" if "unified" in parts else "in-batch", **train)
-            train_seconds = time.perf_counter() - started
-            encoder.doc_max_length = 256
-            encoder.save(cell_file.parent / "encoder")
-            trainable, total = encoder.trainable_parameters()
-            cell_file.write_text(json.dumps({"scores": dense_scores(encoder, collections), "trainable": trainable,
-                                             "total": total, "train_seconds": train_seconds,
-                                             "final_loss": history["loss"][-1]}))
-        results[cell] = json.loads(cell_file.read_text())
-
-    names = list(collections)
-    frozen_total = results["frozen MiniLM"]["total"]
-    rows = []
-    for system, r in results.items():
-        row = {"system": system, "trainable": r["trainable"], "trainable %": 100 * r["trainable"] / frozen_total}
-        row |= {f"{name} nDCG@10": r["scores"][name]["nDCG@10"] for name in names}
-        row["OOD mean nDCG@10"] = sum(r["scores"][n]["nDCG@10"] for n in OOD) / len(OOD)
-        rows.append(row)
-    table = markdown_table(rows)
-    print(table)
-    (args.out / "prompts_vs_lora.md").write_text(table + "\n")
-    grouped_bars({r["system"]: [r[f"{n} nDCG@10"] for n in names] for r in rows}, names,
-                 args.out / "prompts_vs_lora.png", ylabel="nDCG@10 (test)",
-                 title="Deep prompts vs LoRA, trained on SciFact train")
-    frozen = results["frozen MiniLM"]["scores"]["scifact"]["nDCG@10"]
-    headline = {f"{cell}_scifact_gain": r["scores"]["scifact"]["nDCG@10"] - frozen
-                for cell, r in results.items() if cell != "frozen MiniLM"}
-    write_json(args.json or args.out / "prompts_vs_lora.json",
-               bench_payload(rows, vars(args) | {"out": str(args.out), "data_root": str(args.data_root)}, **headline))
+        parts = cell.split("+")
+        make = pretrained_prompts if "pretrain" in parts else (lambda adapter=parts[0]: fresh(adapter))
+        results[cell] = trained_cell(args.out / cell.replace("+", "-"), make, collections,
+                                     "unified" if "unified" in parts else "in-batch", **train)
+    report(results, collections, args.out, "prompts_vs_lora", "Deep prompts vs LoRA, trained on SciFact train",
+           vars(args) | {"out": str(args.out), "data_root": str(args.data_root)}, args.json)
 
 
 if __name__ == "__main__":
