@@ -46,7 +46,6 @@ def trained_cell(folder: Path, make_encoder: Callable, collections: dict, negati
         history = encoder.fit(scifact.topics("train"), scifact.qrels("train"), corpus=scifact, negatives=negatives,
                               **train)
         train_seconds = time.perf_counter() - started
-        encoder.doc_max_length = 256  # evaluation encodes documents as the packaged model does
         encoder.save(folder / "encoder")
         trainable, total = encoder.trainable_parameters()
         return {"scores": dense_scores(encoder, collections), "trainable": trainable, "total": total,

@@ -75,7 +75,6 @@ def main() -> None:
         else:
             current = frozen.with_lora()
             current.fit(data.topics("train"), data.qrels("train"), corpus=data, **train)
-            current.doc_max_length = 256
             current.save(args.out / "encoder")
         queries = current.encode(list(topics["query"]), "query")
         docnos = stale_index.docnos
@@ -126,7 +125,6 @@ def main() -> None:
                 started = time.perf_counter()
                 encoder.fit(data.topics("train"), data.qrels("train"), corpus=texts, negatives=source, **train)
                 train_seconds = time.perf_counter() - started
-                encoder.doc_max_length = 256
                 scores = evaluation.dense_scores(encoder, {"scifact": data})["scifact"]
                 cell.write_text(json.dumps({"policy": policy, "re-encoded docs": source.reencoded, **scores,
                                             "train s": round(train_seconds, 1), "refreshes": source.refreshes}))

@@ -61,7 +61,6 @@ def main() -> None:
             print("pretraining prompts on the SciFact corpus (title -> body, span -> body)", flush=True)
             encoder = fresh("dpt")
             history = pretrain(encoder, collections["scifact"], max_docs=args.pretrain_docs, **train | {"epochs": 1})
-            encoder.doc_max_length = 256
             encoder.save(folder / "encoder")
             return {"steps": len(history["loss"]), "final_loss": history["loss"][-1]}
 

@@ -132,8 +132,10 @@ def test_each_positive_makes_every_judged_pair_an_example(tiny_encoder):
     history = tiny_encoder.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, each_positive=True, epochs=1,
                                               batch_size=3, progress=False)
     assert len(history["loss"]) == 3  # 9 pairs in batches of 3
-    history = tiny_encoder.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, steps=5, batch_size=4, progress=False)
+    lora = tiny_encoder.with_lora(r=2)
+    history = lora.fit(TOPICS, QRELS, corpus=DOCS, steps=5, batch_size=4, doc_max_length=8, progress=False)
     assert len(history["loss"]) == 5  # 2 steps an epoch, repeated: exactly the steps asked for
+    assert lora.doc_max_length == 32  # the training length is for training only
 
 
 def test_validation_keeps_the_best_checkpoint(tmp_path, tiny_encoder):

@@ -45,7 +45,7 @@ class TrainConfig:
     n_negatives: int = 1
     negative_depth: int = 100
     each_positive: bool = False  # True: every (query, judged positive) pair is an example of each epoch
-    query_max_length: int | None = None
+    query_max_length: int | None = None  # lengths used in training only; the encoder keeps its own for inference
     doc_max_length: int | None = None
     max_grad_norm: float = 1.0
     checkpoint_dir: str | None = None
@@ -86,10 +86,9 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     source.prepare(topics, positives)
     n_neg = source.n
 
-    if cfg.query_max_length:
-        encoder.query_max_length = cfg.query_max_length
-    if cfg.doc_max_length:
-        encoder.doc_max_length = cfg.doc_max_length
+    inference_lengths = encoder.query_max_length, encoder.doc_max_length  # restored after training
+    encoder.query_max_length = cfg.query_max_length or encoder.query_max_length
+    encoder.doc_max_length = cfg.doc_max_length or encoder.doc_max_length
     params = [p for p in encoder.model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the encoder has no trainable parameters")
@@ -159,6 +158,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
             encoder.model.train()
     finally:
         bar.close()
+        encoder.query_max_length, encoder.doc_max_length = inference_lengths
         encoder.model.eval()
         encoder.weights_changed()
         state["history"]["seconds"] = time.perf_counter() - started
