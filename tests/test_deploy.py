@@ -81,16 +81,24 @@ def tiny_index(tmp_path, tiny_encoder):
 
 
 @pytest.mark.integration
-def test_java_bridge_encodes_like_python(tmp_path, tiny_encoder):
+@pytest.mark.parametrize("prompted", [False, True], ids=["plain", "deep-prompts"])
+def test_java_bridge_encodes_like_python(tmp_path, tiny_encoder, prompted):
+    import torch
+
     from pt_dense.deploy.jvm import autoclass
 
-    folder = export_tiny(tmp_path, tiny_encoder)
+    encoder = tiny_encoder.with_prompts(length=3) if prompted else tiny_encoder
+    if prompted:
+        with torch.no_grad():
+            encoder.model.prompts.prefix.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+        assert np.abs(encoder.encode(TEXTS) - tiny_encoder.encode(TEXTS)).max() > 1e-3
+    folder = export_tiny(tmp_path, encoder)
     autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(folder))
     java = autoclass("io.anserini.encoder.dense.PtDenseEncoder")()
     for text in TEXTS:
-        assert list(java.tokenIds(text)) == tiny_encoder.tokenize([text], "query")[0]
+        assert list(java.tokenIds(text)) == encoder.tokenize([text], "query")[0]
     vectors = np.array([list(java.encode(t)) for t in TEXTS], dtype=np.float32)
-    np.testing.assert_allclose(vectors, tiny_encoder.encode(TEXTS, "query"), atol=1e-5)
+    np.testing.assert_allclose(vectors, encoder.encode(TEXTS, "query"), atol=1e-5)
 
 
 @pytest.mark.integration
