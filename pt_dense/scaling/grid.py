@@ -34,7 +34,7 @@ class GridConfig:
     test_split: str = "test"
     steps: int = 62  # every cell trains this many steps (small subsets repeat): the same optimisation, less data
     batch_size: int = 32
-    lr: float = 5e-5
+    lr: float = 1e-4
     temperature: float = 0.05
     query_max_length: int = 32
     doc_max_length: int = 128
