@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from pt_dense.scaling import GridConfig, fit_law, run_grid
+    from pt_dense.scaling import GridConfig, fit_law, load_cells, run_grid
 
     defaults = GridConfig(data="")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=20_000, help="for the plan, in units of one annotation")
     parser.add_argument("--train-cost", type=float, default=1e-7, help="cost per parameter per annotation trained")
     parser.add_argument("--inference-cost", type=float, default=1e-3, help="cost per parameter served")
+    parser.add_argument("--fit-only", action="store_true", help="fit the cells already in --out; train nothing")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -37,7 +38,8 @@ def main() -> None:
 
     config = GridConfig(data=args.data, layers=[int(x) for x in args.layers.split(",")],
                         annotations=[int(x) for x in args.annotations.split(",")], steps=args.steps, lr=args.lr)
-    cells = run_grid(config, args.out)
+    cells = load_cells(args.out) if args.fit_only else run_grid(config, args.out)
+    cells = sorted(cells, key=lambda c: (c["N"], c["D"]))
     rows = [{k: c[k] for k in ("layers", "N", "D", "L", "steps", "train_seconds")} for c in cells]
     print(markdown_table(rows))
 
@@ -55,14 +57,17 @@ def main() -> None:
     fits = []
     for name, stem, law in laws:
         fits.append({"law": name, **{k: round(v, 4) for k, v in law.params.items()},
-                     "R^2": law.r2, "held-out max rel. error": law.max_holdout_error})
+                     "R^2": law.r2, "held-out max rel. error": law.max_holdout_error,
+                     "constant's held-out error": law.holdout_baseline_error})
         print(f"{name}: {law.describe()}")
         law.save(args.out / f"{stem}.json")
         law.plot(args.out / f"{stem}.png", title=f"NFCorpus test, {name}: R^2 = {law.r2:.3f}")
-    print(markdown_table(fits, ["law", "A", "B", "alpha", "beta", "delta", "R^2", "held-out max rel. error"]))
+    print(markdown_table(fits, ["law", "A", "B", "alpha", "beta", "delta", "R^2", "held-out max rel. error",
+                                "constant's held-out error"]))
     print(f"plan for a budget of {args.budget:g} annotation-units: {plan}")
     (args.out / "scaling.md").write_text(markdown_table(rows) + "\n\n" + markdown_table(fits) + f"\n\nplan: {plan}\n")
-    headline = {"r2": joint.r2, "holdout_max_rel_error": joint.max_holdout_error, "constants": joint.params,
+    headline = {"r2": joint.r2, "holdout_max_rel_error": joint.max_holdout_error,
+                "constant_holdout_max_rel_error": joint.holdout_baseline_error, "constants": joint.params,
                 "ci": joint.ci, "plan": {"N": plan.N, "D": plan.D, "L": plan.L, "cost": plan.cost}}
     write_json(args.json or args.out / "scaling.json", bench_payload(rows, vars(args) | {"out": str(args.out)},
                                                                       fits=fits, **headline))

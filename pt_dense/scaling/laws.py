@@ -122,6 +122,7 @@ class ScalingLaw:
     r2: float
     points: list[dict] = field(default_factory=list)  # {"N", "D", "L", "held_out"}
     holdout_errors: list[float] = field(default_factory=list)  # relative errors on the held-out points
+    holdout_baseline_error: float | None = None  # the same for a constant (the mean fitted L): what the law must beat
 
     # ------------------------------------------------------------------ use
     def predict(self, N: float | np.ndarray | None = None, D: float | np.ndarray | None = None) -> np.ndarray:
@@ -172,7 +173,9 @@ class ScalingLaw:
     def describe(self) -> str:
         constants = ", ".join(f"{k} = {v:.4g} [{self.ci[k][0]:.3g}, {self.ci[k][1]:.3g}]"
                               for k, v in self.params.items())
-        held = "" if not self.holdout_errors else f", held-out error {100 * self.max_holdout_error:.1f}% (max)"
+        held = "" if not self.holdout_errors else (
+            f", held-out error {100 * self.max_holdout_error:.1f}% (max; a constant: "
+            f"{100 * self.holdout_baseline_error:.1f}%)")
         return f"L({', '.join(self.kind)}): {constants}; R^2 = {self.r2:.4f}{held}"
 
     def plot(self, path: str | Path, title: str = "") -> Path:
@@ -298,4 +301,5 @@ def fit_law(points: Sequence[dict], kind: Kind = "ND", *, holdout: str | Sequenc
         xh, yh = arrays(held_pts)
         pred = law.predict(**dict(zip(variables, xh if kind == "ND" else (xh,), strict=True)))
         law.holdout_errors = [float(e) for e in np.abs(pred - yh) / yh]
+        law.holdout_baseline_error = float(np.max(np.abs(y.mean() - yh) / yh))
     return law
