@@ -263,6 +263,18 @@ def _add_scaling_args(parser: argparse.ArgumentParser) -> None:
         value = getattr(defaults, name)
         run.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
 
+    measure = steps.add_parser("measure", help="the contrastive entropy L of an encoder on a collection's split")
+    measure.add_argument("--data", required=True)
+    measure.add_argument("--encoder", default="minilm", help="a saved encoder folder or a model name")
+    measure.add_argument("--layers", type=int, help="keep only the encoder's first LAYERS layers (as the grid does)")
+    measure.add_argument("--split", default="test")
+    measure.add_argument("--min-label", type=int, default=1, help="judgements at or above this label are positives")
+    measure.add_argument("--negatives", type=int, default=defaults.negatives)
+    measure.add_argument("--temperature", type=float, default=defaults.temperature)
+    measure.add_argument("--query-max-length", type=int, default=defaults.query_max_length)
+    measure.add_argument("--doc-max-length", type=int, default=defaults.doc_max_length)
+    measure.add_argument("--seed", type=int, default=defaults.seed)
+
     fit = steps.add_parser("fit", help="fit a power law to a grid's cells")
     fit.add_argument("--grid", required=True, help="a folder written by `pt-dense scaling run`")
     fit.add_argument("--kind", choices=["ND", "N", "D"], default="ND")
@@ -291,6 +303,21 @@ def _scaling(args) -> int:
         from pt_dense.report import print_table
 
         print_table(cells, ["layers", "N", "D", "L", "steps", "train_seconds"], digits=4)
+        return 0
+    if args.step == "measure":
+        from pt_dense import datasets
+        from pt_dense.encoders.biencoder import BiEncoder
+
+        data = datasets.load(args.data)
+        encoder = BiEncoder.from_pretrained(args.encoder, query_max_length=args.query_max_length,
+                                            doc_max_length=args.doc_max_length)
+        encoder = scaling.truncated_encoder(encoder, args.layers) if args.layers else encoder
+        qrels = data.qrels(args.split)
+        loss = scaling.contrastive_loglik(encoder, data.topics(args.split), qrels[qrels["label"] >= args.min_label],
+                                          data, negatives=args.negatives, seed=args.seed,
+                                          temperature=args.temperature)
+        print(f"L = {loss:.4f} ({args.encoder}{f', {args.layers} layers' if args.layers else ''}; {args.split}, "
+              f"positives labelled >= {args.min_label}, {args.negatives} negatives, t = {args.temperature})")
         return 0
     if args.step == "fit":
         cells = scaling.load_cells(args.grid)

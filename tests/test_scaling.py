@@ -231,6 +231,22 @@ def test_grid_caches_each_cell_resumes_and_refuses_other_settings(tmp_path, tiny
         run_grid(GridConfig(**{**config.__dict__, "annotations": [10_000]}), tmp_path / "grid", progress=False)
 
 
+def test_scaling_cli_measures_an_encoder(tmp_path, tiny_collection, capsys):
+    from pt_dense.cli import main
+
+    model, tok = tiny_bert(layers=2)
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    args = ["scaling", "measure", "--data", str(tiny_collection), "--encoder", str(tmp_path / "model"),
+            "--negatives", "20", "--doc-max-length", "16"]
+    assert main(args) == 0 and main([*args, "--layers", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("L = ")]
+    values = [float(line.split()[2]) for line in lines]
+    assert len(values) == 2 and all(0 < v < 2 * math.log(21) for v in values) and values[0] != values[1]
+    assert main([*args, "--layers", "9"]) == 2
+    assert "between 1 and 2" in capsys.readouterr().err
+
+
 def test_scaling_cli_fits_and_plans(tmp_path, capsys):
     from pt_dense.cli import main
 
