@@ -206,6 +206,9 @@ class ScalingLaw:
         ax.set_xticks(sorted({p[var] for p in self.points}))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _short(v)))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         ax.set_xlabel({"N": "non-embedding parameters N", "D": "annotations D"}[var])
         ax.set_ylabel("contrastive entropy L (test)")
         held = " (hollow: held out of the fit)" if any(p["held_out"] for p in self.points) else ""
