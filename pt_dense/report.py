@@ -62,8 +62,8 @@ def grouped_bars(series: dict[str, list[float]], groups: list[str], path: str | 
         bars = ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
         ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks(np.arange(len(groups)), groups)
-    if ylim:
-        ax.set_ylim(*ylim)
+    top = max((v for values in series.values() for v in values), default=1.0)
+    ax.set_ylim(*(ylim or (0, top * 1.12)))  # room for the value labels
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=min(len(series), 4), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
