@@ -138,3 +138,5 @@ def test_cached_negatives_follow_the_encoder_and_count_what_they_re_encode(tmp_p
     assert counts == {"stale": 0, "corrected": 2 * 12, "reencode": 2 * 120}  # epochs 1 and 2 refresh
     with pytest.raises(InputError, match="refresh must be"):
         CachedNegatives(index, DOCS, "sometimes")
+    with pytest.raises(InputError, match="1 documents of the index are missing"):
+        CachedNegatives(index, {d: t for d, t in DOCS.items() if d != "d119"})

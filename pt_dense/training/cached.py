@@ -38,9 +38,10 @@ class CachedNegatives(NegativeSource):
         if n < 1 or depth < n:
             raise InputError("cached negatives need n >= 1 and depth >= n")
         self.index, self.texts, self.policy = index, doc_texts(corpus), refresh
-        missing = [d for d in index.docnos[:1000] if d not in self.texts]
+        missing = set(index.docnos.tolist()) - set(self.texts)
         if missing:
-            raise InputError(f"documents of the index are missing from the corpus (e.g. {missing[:3]})")
+            raise InputError(f"{len(missing)} documents of the index are missing from the corpus (e.g. "
+                             f"{sorted(missing)[:3]}): give the corpus the index was built from")
         self.sample_size, self.n, self.depth, self.temperature = sample, n, depth, temperature
         self.corrector_settings = corrector_settings or {}
         self.progress = progress
