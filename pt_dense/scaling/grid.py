@@ -50,9 +50,8 @@ def truncated_encoder(base, layers: int):
     model = copy.deepcopy(base.model)
     _set_layer_stack(model, torch.nn.ModuleList(list(_layer_stack(model))[:layers]))
     model.config.num_hidden_layers = layers
-    encoder = type(base)(model, base.tokenizer, **base.settings(), batch_size=base.batch_size,
-                         name=f"{base.name}[:{layers} layers]", device=base.device)
-    return encoder
+    return type(base)(model, base.tokenizer, **base.settings(), batch_size=base.batch_size,
+                      name=f"{base.name}[:{layers} layers]", device=base.device)
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
