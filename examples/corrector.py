@@ -28,20 +28,6 @@ SAMPLES = ((0.01, "regression"), (0.05, "regression"), (0.10, "regression"), (0.
 POLICIES = ("stale", "corrected", "reencode")
 
 
-def vector_scores(queries: np.ndarray, topics, docs: np.ndarray, docnos: np.ndarray, qrels) -> dict[str, float]:
-    """nDCG@10 and R@100 of exact dot-product retrieval (top 1000) of ``queries`` over ``docs``."""
-    import ir_measures
-    from ir_measures import R, nDCG
-
-    scores = queries @ docs.T
-    top = np.argsort(-scores, axis=1)[:, :1000]
-    run = [ir_measures.ScoredDoc(str(qid), docnos[j], float(scores[i, j]))
-           for i, qid in enumerate(topics["qid"]) for j in top[i]]
-    judged = [ir_measures.Qrel(str(r.qid), str(r.docno), int(r.label)) for r in qrels.itertuples()]
-    result = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], judged, run)
-    return {"nDCG@10": float(result[nDCG @ 10]), "R@100": float(result[R @ 100])}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/scifact")
@@ -57,6 +43,7 @@ def main() -> None:
     from pt_dense import datasets, evaluation
     from pt_dense.corrector import Corrector
     from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.evaluation import exact_scores
     from pt_dense.report import bench_payload, grouped_bars, markdown_table, write_json
     from pt_dense.training.cached import CachedNegatives
 
@@ -86,7 +73,7 @@ def main() -> None:
         fresh = np.asarray(fresh_index.vectors)[fresh_index.docno_lookup.get_indexer(docnos)]
 
         def row(name: str, vectors: np.ndarray, reencoded: int, seconds: float) -> dict:
-            scores = vector_scores(queries, topics, vectors, docnos, qrels)
+            scores = exact_scores(queries, topics["qid"], vectors, docnos, qrels)
             return {"index": name, "re-encoded docs": reencoded, **scores,
                     "cos to fresh": float((vectors * fresh).sum(1).mean()), "wall s": seconds}
 

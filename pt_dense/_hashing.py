@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 
 
@@ -15,3 +16,9 @@ def state_hash(state: dict[str, torch.Tensor], prefix: bytes = b"") -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def seeded_rng(*parts: object) -> np.random.Generator:
+    """A numpy generator that is a pure function of ``parts`` (e.g. seed, epoch, qid), stable across processes."""
+    key = "/".join(map(str, parts)).encode()
+    return np.random.default_rng(int(hashlib.blake2b(key, digest_size=8).hexdigest(), 16))

@@ -78,6 +78,14 @@ class Corrector(nn.Module):
             out[start : start + len(chunk)] = self(chunk).numpy()
         return out
 
+    def fresh_positions(self, lookup) -> tuple[np.ndarray, np.ndarray]:
+        """(rows in an index, vectors) of the re-encoded sample's documents that ``lookup`` (docno -> row) holds."""
+        if not self.fresh_rows:
+            return np.zeros(0, dtype=int), np.zeros((0, self.dim), np.float32)
+        rows = lookup.get_indexer(list(self.fresh_rows))
+        found = rows >= 0
+        return rows[found], np.stack(list(self.fresh_rows.values()))[found]
+
     # ------------------------------------------------------------------ training
     @classmethod
     def fit(cls, index, encoder, corpus, sample: float | int = 0.05, *, loss: str = "regression",

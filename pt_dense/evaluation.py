@@ -112,6 +112,22 @@ def transfer_collections(data_root: str | Path, in_domain: str = "scifact",
     return collections
 
 
+def exact_scores(queries, qids, docs, docnos, qrels: pd.DataFrame, measure_names=("nDCG@10", "R@100"),
+                 depth: int = 1000) -> dict[str, float]:
+    """Measures of exact dot-product retrieval (top ``depth``) of query vectors over document vectors in memory."""
+    import ir_measures
+    import numpy as np
+
+    chosen = [ir_measures.parse_measure(name) for name in measure_names]
+    scores = queries @ docs.T
+    top = np.argsort(-scores, axis=1)[:, :depth]
+    run = [ir_measures.ScoredDoc(str(qid), str(docnos[j]), float(scores[i, j]))
+           for i, qid in enumerate(qids) for j in top[i]]
+    judged = [ir_measures.Qrel(str(r.qid), str(r.docno), int(r.label)) for r in qrels.itertuples()]
+    result = ir_measures.calc_aggregate(chosen, judged, run)
+    return {name: float(result[m]) for name, m in zip(measure_names, chosen, strict=True)}
+
+
 def dense_scores(encoder, collections: dict, k: int = 1000) -> dict[str, dict[str, float]]:
     """nDCG@10 and R@100 of ``encoder`` (exact dense retrieval, indexes cached by fingerprint) on each test split."""
     from ir_measures import R, nDCG

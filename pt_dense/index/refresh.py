@@ -40,15 +40,14 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
     dest = Path(path).expanduser() if path else index.path
     in_place = dest.absolute() == index.path.absolute()
     base_file, base = index.base_file, index.base_vectors
-    fresh_rows = corrector.fresh_rows if keep_fresh_sample else {}
     started = time.perf_counter()
     with atomic_dir(dest, overwrite=overwrite or in_place) as tmp:
         shutil.copyfile(base_file, tmp / BASE_FILE)
         shutil.copyfile(index.path / DOCNOS_FILE, tmp / DOCNOS_FILE)
         shutil.copyfile(index.path / "pt_meta.json", tmp / "pt_meta.json")
-        lookup = index.docno_lookup
-        rows = lookup.get_indexer(list(fresh_rows)) if fresh_rows else np.zeros(0, dtype=int)
-        fresh = np.stack(list(fresh_rows.values())) if fresh_rows else np.zeros((0, index.dim), np.float32)
+        rows, fresh = corrector.fresh_positions(index.docno_lookup)
+        if not keep_fresh_sample:
+            rows, fresh = rows[:0], fresh[:0]
         normalized = True
         with open(tmp / VECTORS_FILE, "wb") as out:
             for start in range(0, len(index), CHUNK):
@@ -61,7 +60,7 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
         new_meta = dict(meta) | {
             "encoder": corrector.target, "accepts": [corrector.target["fingerprint"]], "base_encoder": base_encoder,
             "normalized": normalized, "build_id": uuid.uuid4().hex,
-            "refreshed": {"corrector": corrector.config(), "fresh_rows_kept": int((rows >= 0).sum()),
+            "refreshed": {"corrector": corrector.config(), "fresh_rows_kept": len(rows),
                           "seconds": round(time.perf_counter() - started, 3)},
         }
         (tmp / META_FILE).write_text(json.dumps(new_meta, indent=2))

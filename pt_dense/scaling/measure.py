@@ -17,13 +17,13 @@ score) followed by a scorer, measured with :func:`CLL` beside any ir_measures me
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pt_dense._hashing import seeded_rng
 from pt_dense._validate import require_columns
 from pt_dense.errors import InputError
 
@@ -47,7 +47,7 @@ def sample_negatives(qid: str, docnos: np.ndarray, positives: set[str], n: int, 
     if available < n:
         raise InputError(f"query {qid!r}: the corpus has only {available} non-positive documents, fewer than the "
                          f"{n} negatives asked for; lower negatives=")
-    rng = np.random.default_rng(int(hashlib.blake2b(f"{seed}/{qid}".encode(), digest_size=8).hexdigest(), 16))
+    rng = seeded_rng(seed, qid)
     drawn = docnos[rng.choice(len(docnos), size=min(len(docnos), n + len(positives)), replace=False)]
     return [d for d in drawn if d not in positives][:n]
 

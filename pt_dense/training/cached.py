@@ -15,12 +15,12 @@ documents at ``temperature`` (Gumbel top-k), seeded by (seed, epoch, qid). ``ree
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
+from pt_dense._hashing import seeded_rng
 from pt_dense.errors import InputError
 from pt_dense.training.negatives import NegativeSource, doc_texts
 
@@ -85,8 +85,8 @@ class CachedNegatives(NegativeSource):
                                "cosine_before": corrector.report.cosine_before,
                                "cosine_after": corrector.report.cosine_after})
         docs = corrector.apply(base)
-        rows = self.index.docno_lookup.get_indexer(list(corrector.fresh_rows))
-        docs[rows] = np.stack(list(corrector.fresh_rows.values()))
+        rows, fresh = corrector.fresh_positions(self.index.docno_lookup)
+        docs[rows] = fresh
         return docs
 
     def _rank(self, queries: np.ndarray, docs: np.ndarray) -> None:
@@ -106,14 +106,10 @@ class CachedNegatives(NegativeSource):
         if qid not in self.candidates:
             return []
         rows, scores = self.candidates[qid]
-        rng = np.random.default_rng(_seed(seed, epoch, qid))
+        rng = seeded_rng(seed, epoch, qid)
         keys = scores / self.temperature + rng.gumbel(size=len(scores))
         picked = rows[np.argsort(-keys)[:n]]
         return [self.index.docnos[r] for r in picked]
-
-
-def _seed(seed: int, epoch: int, qid: str) -> int:
-    return int(hashlib.blake2b(f"{seed}/{epoch}/{qid}".encode(), digest_size=8).hexdigest(), 16)
 
 
 class CorrectedNegatives(CachedNegatives):

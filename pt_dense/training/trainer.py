@@ -199,7 +199,7 @@ def _step_loss(encoder, batch, texts, positives, source, n_neg, cfg, epoch) -> f
 
 def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str, str], cfg: TrainConfig) -> float:
     """nDCG@10 of dense retrieval over a pool: the judged documents plus a fixed random sample of the corpus."""
-    import ir_measures
+    from pt_dense.evaluation import exact_scores
 
     judged = set(qrels["docno"].astype(str)) & set(texts)
     rng = random.Random(f"{cfg.seed}/valid")
@@ -207,12 +207,7 @@ def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str
     pool = sorted(judged) + rng.sample(others, min(cfg.valid_pool, len(others)))
     docs = encoder.encode([texts[d] for d in pool], "doc", progress=False)
     queries = encoder.encode(list(topics["query"]), "query", progress=False)
-    scores = queries @ docs.T
-    top = np.argsort(-scores, axis=1)[:, :10]
-    run = [ir_measures.ScoredDoc(str(qid), pool[j], float(scores[i, j]))
-           for i, qid in enumerate(topics["qid"]) for j in top[i]]
-    qrels_ir = [ir_measures.Qrel(str(r.qid), str(r.docno), int(r.label)) for r in qrels.itertuples()]
-    return float(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels_ir, run)[ir_measures.nDCG @ 10])
+    return exact_scores(queries, topics["qid"], docs, pool, qrels, ("nDCG@10",), depth=10)["nDCG@10"]
 
 
 # ---------------------------------------------------------------------- distributed
