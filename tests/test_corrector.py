@@ -108,6 +108,10 @@ def test_refresh_to_another_path_leaves_the_original_and_refuses_bad_correctors(
         index.refresh(Corrector(index.dim))
     with pytest.raises(InputError, match="between 2 and"):
         sample_rows(10, 0.01, seed=0)
+    with pytest.raises(InputError, match="depth >= 1"):
+        Corrector(index.dim, depth=0)
+    with pytest.raises(InputError, match="at least 2 re-encoded"):
+        Corrector(index.dim).train_on(np.zeros((1, index.dim), np.float32), np.zeros((1, index.dim), np.float32))
     with pytest.raises(InputError, match="not in the corpus"):
         Corrector.fit(index, new, {"d0": "x"}, sample=10, progress=False)
     with pytest.raises(InputError, match="loss"):
