@@ -140,6 +140,12 @@ def test_cached_negatives_follow_the_encoder_and_count_what_they_re_encode(tmp_p
         assert drawn == source.sample("q0", {"d0"}, 2, seed=0, epoch=2)
         counts[policy] = source.reencoded
     assert counts == {"stale": 0, "corrected": 2 * 12, "reencode": 2 * 120}  # epochs 1 and 2 refresh
+    every = CachedNegatives(index, DOCS, "corrected", sample=0.1, depth=10, every=1,
+                            corrector_settings={"width": 16, "epochs": 1})
+    old.with_lora(r=2).fit(topics, qrels, corpus=DOCS, negatives=every, epochs=3, batch_size=4, progress=False)
+    assert every.reencoded == 5 * 12 and [r["period"] for r in every.refreshes] == [1, 2, 3, 4, 5]
+    with pytest.raises(InputError, match="every=0"):
+        CachedNegatives(index, DOCS, every=0)
     with pytest.raises(InputError, match="refresh must be"):
         CachedNegatives(index, DOCS, "sometimes")
     with pytest.raises(InputError, match="1 documents of the index are missing"):

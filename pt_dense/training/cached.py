@@ -1,8 +1,8 @@
 """Hard negatives from a cache of document vectors that follows the encoder while it trains (Monath et al., 2024).
 
 The cache starts as a DenseIndex's base vectors (the encoder before training). At the start of every epoch after the
-first, training queries are re-encoded with the current encoder (queries are cheap) and the cache is brought up to
-date by one of three policies:
+first (or every ``every`` steps), training queries are re-encoded with the current encoder (queries are cheap) and the
+cache is brought up to date by one of three policies:
 
 - ``"stale"``: never; the documents keep their initial vectors;
 - ``"corrected"``: a corrector is re-fitted on a fresh random ``sample`` of the corpus and applied to every cached
@@ -31,25 +31,27 @@ class CachedNegatives(NegativeSource):
     """See the module docstring; ``index`` is the cache (built by the encoder training starts from)."""
 
     def __init__(self, index, corpus, refresh: str = "corrected", *, sample: float = 0.05, n: int = 1,
-                 depth: int = 100, temperature: float = 0.05, corrector_settings: dict | None = None,
-                 progress: bool = False):
+                 depth: int = 100, temperature: float = 0.05, every: int | None = None,
+                 corrector_settings: dict | None = None, progress: bool = False):
         if refresh not in POLICIES:
             raise InputError(f"refresh must be one of {POLICIES}, not {refresh!r}")
         if n < 1 or depth < n:
             raise InputError("cached negatives need n >= 1 and depth >= n")
+        if every is not None and every < 1:
+            raise InputError(f"every={every}: refresh every N >= 1 steps, or None for once an epoch")
         self.index, self.texts, self.policy = index, doc_texts(corpus), refresh
         missing = set(index.docnos.tolist()) - set(self.texts)
         if missing:
             raise InputError(f"{len(missing)} documents of the index are missing from the corpus (e.g. "
                              f"{sorted(missing)[:3]}): give the corpus the index was built from")
-        self.sample_size, self.n, self.depth, self.temperature = sample, n, depth, temperature
+        self.sample_size, self.n, self.depth, self.temperature, self.every = sample, n, depth, temperature, every
         self.corrector_settings = corrector_settings or {}
         self.progress = progress
         self.reencoded = 0
         self.refreshes: list[dict] = []
         self._topics: pd.DataFrame | None = None
         self._positives: Mapping[str, set[str]] = {}
-        self._epoch: int | None = None
+        self._period: int | None = None  # the epoch, or step // every, of the last refresh
         self.candidates: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # qid -> (doc rows, scores), best first
 
     def describe(self) -> str:
@@ -60,10 +62,11 @@ class CachedNegatives(NegativeSource):
         self._topics, self._positives = topics[["qid", "query"]].reset_index(drop=True), positives
 
     def update(self, encoder, step: int, epoch: int) -> None:
-        if self._epoch == epoch:
+        period = epoch if self.every is None else step // self.every
+        if self._period == period:
             return
-        self._epoch = epoch
-        docs = self._documents(encoder, refresh=epoch > 0)
+        self._period = period
+        docs = self._documents(encoder, refresh=period > 0)
         queries = encoder.encode(list(self._topics["query"]), "query", progress=False)
         self._rank(queries, docs)
 
@@ -76,12 +79,12 @@ class CachedNegatives(NegativeSource):
             return base
         if self.policy == "reencode":
             self.reencoded += len(base)
-            self.refreshes.append({"epoch": self._epoch, "reencoded": len(base)})
+            self.refreshes.append({"period": self._period, "reencoded": len(base)})
             return encoder.encode([self.texts[d] for d in self.index.docnos], "doc", progress=self.progress)
         corrector = Corrector.fit(self.index, encoder, self.texts, self.sample_size,
-                                  seed=self._epoch, progress=self.progress, **self.corrector_settings)
+                                  seed=self._period, progress=self.progress, **self.corrector_settings)
         self.reencoded += corrector.report.reencoded
-        self.refreshes.append({"epoch": self._epoch, "reencoded": corrector.report.reencoded,
+        self.refreshes.append({"period": self._period, "reencoded": corrector.report.reencoded,
                                "cosine_before": corrector.report.cosine_before,
                                "cosine_after": corrector.report.cosine_after})
         docs = corrector.apply(base)
@@ -113,7 +116,8 @@ class CachedNegatives(NegativeSource):
 
 
 class CorrectedNegatives(CachedNegatives):
-    """``CachedNegatives`` with the corrected policy: a corrector re-fitted on a fresh ``sample`` each epoch."""
+    """``CachedNegatives`` with the corrected policy: a corrector re-fitted on a fresh ``sample`` each epoch (or every
+    ``every`` steps)."""
 
     def __init__(self, index, corpus, *, sample: float = 0.05, **settings):
         super().__init__(index, corpus, "corrected", sample=sample, **settings)
