@@ -1,4 +1,5 @@
-"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``, ``train``, ``export``, ``scaling``."""
+"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``, ``train``, ``pretrain``, ``refresh``, ``export``,
+``scaling``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--valid-split", help="split for validation nDCG@10 after each epoch (e.g. dev)")
     tr.add_argument("--model", default="minilm", help="base model: packaged short name, local HF folder or hub id")
     _add_adapter_args(tr)
-    tr.add_argument("--negatives", default="in-batch", help="in-batch, bm25, unified, or a mined negatives file")
+    tr.add_argument("--negatives", default="in-batch",
+                    help="in-batch, bm25, unified, a mined negatives file, or cache:stale|corrected|reencode (from "
+                         "the collection's dense index under the starting encoder, refreshed each epoch)")
+    tr.add_argument("--cache-sample", type=float, default=0.05, help="cache:corrected: share re-encoded per refresh")
+    tr.add_argument("--cache-every", type=int, help="cache:*: refresh every N steps (default: each epoch)")
     tr.add_argument("--out", required=True, help="folder for the trained encoder")
     tr.add_argument("--epochs", type=int, default=3)
     tr.add_argument("--batch-size", type=int, default=32)
@@ -59,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--doc-max-length", type=int)
     pre.add_argument("--seed", type=int, default=42)
 
+    rf = commands.add_parser("refresh", help="fit a corrector on a re-encoded sample and refresh a dense index "
+                                            "for a new encoder without re-encoding the corpus")
+    rf.add_argument("--index", required=True, help="a DenseIndex folder (its base vectors are corrected)")
+    rf.add_argument("--encoder", required=True, help="the new encoder: a folder saved by BiEncoder.save, or a name")
+    rf.add_argument("--data", required=True, help="the collection the index was built from (for the sample's texts)")
+    rf.add_argument("--sample", type=float, default=0.05, help="share of the corpus to re-encode")
+    rf.add_argument("--loss", choices=["regression", "contrastive"], default="regression")
+    rf.add_argument("--out", help="write the refreshed index here (default: in place)")
+    rf.add_argument("--overwrite", action="store_true")
+
     ex = commands.add_parser("export", help="ONNX export of an encoder, and optionally its index for Pyserini/Lucene")
     ex.add_argument("--encoder", default="minilm", help="a folder saved by BiEncoder.save, or a model name")
     ex.add_argument("--index", help="a DenseIndex folder built by that encoder")
@@ -73,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         handlers = {"eval": _eval, "demo": _demo, "index": _index, "export": _export, "train": _train,
-                    "pretrain": _pretrain, "scaling": _scaling}
+                    "pretrain": _pretrain, "refresh": _refresh, "scaling": _scaling}
         return handlers[args.command](args)
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
@@ -163,11 +178,20 @@ def _train(args) -> int:
         settings["lr"] = args.lr
     if args.doc_max_length:
         settings["doc_max_length"] = args.doc_max_length
+    negatives = args.negatives
+    if negatives.startswith("cache:"):
+        from pt_dense.evaluation import dense_index
+        from pt_dense.training.cached import CachedNegatives
+
+        negatives = CachedNegatives(dense_index(data, encoder), data, negatives.removeprefix("cache:"),
+                                    sample=args.cache_sample, every=args.cache_every, progress=True)
     history = encoder.fit(data.topics(args.split), data.qrels(args.split), *valid, corpus=data,
-                          negatives=args.negatives, **settings)
+                          negatives=negatives, **settings)
     encoder.save(out)
-    (out / "training.json").write_text(json.dumps({"settings": settings, "negatives": args.negatives,
-                                                   "history": history}, indent=1, default=str))
+    record = {"settings": settings, "negatives": args.negatives, "history": history}
+    if not isinstance(negatives, str):
+        record["cache"] = {"reencoded": negatives.reencoded, "refreshes": negatives.refreshes}
+    (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
     trainable, total = encoder.trainable_parameters()
     print(f"saved {out} ({encoder.mode}: {trainable:,} of {total:,} parameters trained, "
           f"final loss {history['loss'][-1]:.4f})")
@@ -215,6 +239,24 @@ def _pretrain(args) -> int:
     (out / "pretraining.json").write_text(json.dumps({"settings": settings, "kinds": args.kinds,
                                                       "max_docs": args.max_docs, "history": history}, default=str))
     print(f"saved {out} ({encoder.mode}; {len(history['loss'])} steps, final loss {history['loss'][-1]:.4f})")
+    return 0
+
+
+def _refresh(args) -> int:
+    from pt_dense import datasets
+    from pt_dense.corrector import Corrector
+    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.index.dense_index import DenseIndex
+
+    index = DenseIndex(args.index)
+    encoder = BiEncoder.from_pretrained(args.encoder)
+    corrector = Corrector.fit(index, encoder, datasets.load(args.data), args.sample, loss=args.loss)
+    refreshed = index.refresh(corrector, args.out, overwrite=args.overwrite)
+    report = corrector.report
+    print(f"{refreshed.path}: {len(refreshed)} vectors now stand for encoder {encoder.fingerprint[:12]}; "
+          f"{report.reencoded} re-encoded ({report.encode_seconds:.1f} s), corrector fitted in "
+          f"{report.fit_seconds:.1f} s; held-out cosine to fresh {report.cosine_before:.4f} -> "
+          f"{report.cosine_after:.4f}")
     return 0
 
 

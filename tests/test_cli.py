@@ -43,3 +43,22 @@ def test_index_and_export(tiny_setup, capsys):
                  str(tmp / "export")]) == 0
     assert (tmp / "export" / "onnx" / "model.onnx").exists() and (tmp / "export" / "faiss" / "index").exists()
     assert main(["export", "--encoder", str(tmp / "model"), "--out", str(tmp / "x"), "--lucene", "hnsw"]) == 2
+
+
+def test_train_with_corrected_cache_negatives_then_refresh_the_index(tiny_setup, capsys):
+    tmp, data = tiny_setup
+    assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--epochs", "2", "--batch-size", "2",
+                 "--negatives", "cache:corrected", "--cache-sample", "0.25", "--out", str(tmp / "trained")]) == 0
+    cache = json.loads((tmp / "trained" / "training.json").read_text())["cache"]
+    assert cache["reencoded"] == 4 and [r["period"] for r in cache["refreshes"]] == [1]  # epoch 2 refreshes
+    assert main(["index", "--data", str(data), "--model", str(tmp / "model"), "--out", str(tmp / "idx")]) == 0
+    refresh = ["refresh", "--index", str(tmp / "idx"), "--encoder", str(tmp / "trained"), "--data", str(data),
+               "--sample", "0.5", "--out", str(tmp / "fresh")]
+    assert main(refresh) == 0
+    assert "8 re-encoded" in capsys.readouterr().out
+    meta = json.loads((tmp / "fresh" / "meta.json").read_text())
+    assert meta["encoder"]["fingerprint"] == BiEncoder.from_pretrained(str(tmp / "trained")).fingerprint
+    assert main(refresh) == 2 and "overwrite" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--negatives", "cache:sometimes",
+                 "--out", str(tmp / "t2")]) == 2
+    assert "refresh must be" in capsys.readouterr().err
