@@ -14,6 +14,7 @@ its own fresh vector among the batch's, at temperature 0.05: the retrieval task'
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class CorrectorReport:
     fit_seconds: float
     cosine_before: float  # mean cosine(stale, fresh) on the held-out part of the sample
     cosine_after: float  # mean cosine(h(stale), fresh) on the held-out part of the sample
+    best_epoch: int = 0  # the epoch whose weights were kept (0: the identity)
     history: list[float] = field(default_factory=list)
 
 
@@ -122,7 +124,12 @@ class Corrector(nn.Module):
 
     def train_on(self, stale: np.ndarray, fresh: np.ndarray, *, loss: str = "regression", epochs: int = 50,
                  lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> CorrectorReport:
-        """Fit h on (stale, fresh) pairs, a tenth held out for the report; returns the report."""
+        """Fit h on (stale, fresh) pairs; returns the report.
+
+        A tenth of the pairs is held out: h keeps the weights of the epoch with the best held-out cosine to the fresh
+        vectors, the identity (epoch 0) included, so a corrector never leaves the vectors further from the fresh ones
+        than they were (a small sample, or a drift the stale vectors cannot predict, would otherwise overfit).
+        """
         if stale.shape != fresh.shape or stale.ndim != 2 or stale.shape[1] != self.dim:
             raise InputError(f"stale {stale.shape} and fresh {fresh.shape} vectors must both be (n x {self.dim})")
         if len(stale) < 2:
@@ -132,12 +139,15 @@ class Corrector(nn.Module):
         order = torch.randperm(len(stale), generator=generator)
         held = order[: max(1, len(stale) // 10)] if len(stale) >= 20 else order[:0]
         train = order[len(held) :]
+        check = held if len(held) else train
         x, y = torch.from_numpy(np.asarray(stale, np.float32)), torch.from_numpy(np.asarray(fresh, np.float32))
         torch.manual_seed(seed)
         optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.01)
         history = []
-        self.train()
-        for _ in range(epochs):
+        before = float(nn.functional.cosine_similarity(x[check], y[check]).mean())
+        best = (self._held_out_cosine(x[check], y[check]), 0, copy.deepcopy(self.state_dict()))
+        for epoch in range(1, epochs + 1):
+            self.train()
             perm = train[torch.randperm(len(train), generator=generator)]
             total = 0.0
             for start in range(0, len(perm), batch_size):
@@ -148,12 +158,17 @@ class Corrector(nn.Module):
                 optimizer.step()
                 total += float(value.detach()) * len(batch)
             history.append(total / len(perm))
-        check = held if len(held) else train
-        before = float(nn.functional.cosine_similarity(x[check], y[check]).mean())
-        after = float(nn.functional.cosine_similarity(torch.from_numpy(self.apply(x[check].numpy())), y[check]).mean())
+            if (cosine := self._held_out_cosine(x[check], y[check])) > best[0]:
+                best = (cosine, epoch, copy.deepcopy(self.state_dict()))
+        self.load_state_dict(best[2])
         return CorrectorReport(sample=len(stale), reencoded=len(stale), encode_seconds=0.0,
-                               fit_seconds=time.perf_counter() - started, cosine_before=before, cosine_after=after,
-                               history=history)
+                               fit_seconds=time.perf_counter() - started, cosine_before=before,
+                               cosine_after=best[0], best_epoch=best[1], history=history)
+
+    @torch.inference_mode()
+    def _held_out_cosine(self, stale: torch.Tensor, fresh: torch.Tensor) -> float:
+        self.eval()
+        return float(nn.functional.cosine_similarity(self(stale), fresh).mean())
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:

@@ -54,6 +54,18 @@ def test_a_corrector_starts_as_the_identity_and_learns_a_linear_drift():
     contrastive = Corrector(8, width=32).train_on(stale.numpy(), fresh.numpy(), loss="contrastive", epochs=200,
                                                   lr=3e-3, batch_size=64)
     assert contrastive.cosine_after > report.cosine_before
+    assert report.best_epoch > 100  # still improving late
+
+
+def test_a_corrector_that_cannot_predict_the_drift_keeps_the_identity():
+    stale = torch.nn.functional.normalize(torch.randn(200, 32, generator=torch.Generator().manual_seed(2)), dim=-1)
+    noise = torch.randn(200, 32, generator=torch.Generator().manual_seed(3)) / 32**0.5
+    fresh = torch.nn.functional.normalize(stale + noise, dim=-1)  # a per-document drift the stale vector cannot predict
+    corrector = Corrector(32, width=512)
+    report = corrector.train_on(stale.numpy(), fresh.numpy(), epochs=200, lr=1e-2, batch_size=16)
+    assert report.history[-1] < 0.01 < report.history[0]  # it memorised the training pairs ...
+    assert report.best_epoch == 0 and report.cosine_after == report.cosine_before  # ... so the identity is kept
+    torch.testing.assert_close(corrector(stale), stale)
 
 
 def test_fit_on_a_sample_refresh_the_index_and_refresh_again_from_base(tmp_path):
