@@ -8,10 +8,8 @@ hard-negative sampling from it) follows the encoder while only a small sample of
 current encoder and learns stale -> fresh on those pairs; ``index.refresh(corrector)`` then writes h(stale) for the
 whole index (the sample keeps its exact fresh vectors) and records that it now stands for the current encoder.
 
-Three losses: ``"regression"`` (1 - cosine to the fresh vector); ``"contrastive"`` (each corrected vector must pick
-its own fresh vector among the batch's, at temperature 0.05); ``"scores"`` (the regression plus the squared error of
-the scores that sample queries, encoded by the current encoder, give the corrected vectors: an error along directions
-queries use costs more than one along directions they ignore; ``queries`` is then required).
+Two losses: ``"regression"`` (1 - cosine to the fresh vector) and ``"contrastive"`` (each corrected vector must pick
+its own fresh vector among the batch's, at temperature 0.05: the retrieval task's own view of the error).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from torch import nn
 
 from pt_dense.errors import InputError
 
-LOSSES = ("regression", "contrastive", "scores")
+LOSSES = ("regression", "contrastive")
 WEIGHTS_FILE, CONFIG_FILE = "corrector.pt", "corrector.json"
 
 
@@ -93,23 +91,17 @@ class Corrector(nn.Module):
     # ------------------------------------------------------------------ training
     @classmethod
     def fit(cls, index, encoder, corpus, sample: float | int = 0.05, *, loss: str = "regression",
-            queries=None, width: int = 1024, depth: int = 2, epochs: int = 50, lr: float = 1e-3,
-            batch_size: int = 256, seed: int = 0, progress: bool = True) -> Corrector:
+            width: int = 1024, depth: int = 2, epochs: int = 50, lr: float = 1e-3, batch_size: int = 256,
+            seed: int = 0, progress: bool = True) -> Corrector:
         """Re-encode ``sample`` of ``index`` (a fraction, or a count) with ``encoder`` and fit stale -> fresh.
 
         ``corpus`` gives the texts (a dataset with ``corpus_iter``, a list of ``{"docno", "text"}`` or a mapping);
         the index only holds vectors. A tenth of the sample is held out to report the cosine before and after.
-        ``queries`` (texts, encoded here by ``encoder``, or their vectors) are needed by the ``"scores"`` loss: use
-        training queries, never the ones you evaluate on.
         """
         from pt_dense.training.negatives import doc_texts
 
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, not {loss!r}")
-        if loss == "scores" and queries is None:
-            raise InputError('loss="scores" needs queries= (training query texts or their vectors)')
-        if queries is not None and not isinstance(queries, np.ndarray):
-            queries = encoder.encode(list(queries), "query", progress=False)
         rows = sample_rows(len(index), sample, seed)
         texts = doc_texts(corpus)
         docnos = index.docnos[rows]
@@ -121,8 +113,8 @@ class Corrector(nn.Module):
         fresh = encoder.encode([texts[d] for d in docnos], "doc", progress=progress)
         encode_seconds = time.perf_counter() - started
         corrector = cls(index.dim, width=width, depth=depth)
-        report = corrector.train_on(np.asarray(index.base_vectors[rows]), fresh, loss=loss, queries=queries,
-                                    epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+        report = corrector.train_on(np.asarray(index.base_vectors[rows]), fresh, loss=loss, epochs=epochs, lr=lr,
+                                    batch_size=batch_size, seed=seed)
         report.encode_seconds = encode_seconds
         corrector.report = report
         corrector.target = encoder.descriptor()
@@ -130,9 +122,8 @@ class Corrector(nn.Module):
         corrector.fresh_rows = dict(zip(docnos.tolist(), fresh, strict=True))
         return corrector
 
-    def train_on(self, stale: np.ndarray, fresh: np.ndarray, *, loss: str = "regression",
-                 queries: np.ndarray | None = None, epochs: int = 50, lr: float = 1e-3, batch_size: int = 256,
-                 seed: int = 0) -> CorrectorReport:
+    def train_on(self, stale: np.ndarray, fresh: np.ndarray, *, loss: str = "regression", epochs: int = 50,
+                 lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> CorrectorReport:
         """Fit h on (stale, fresh) pairs; returns the report.
 
         A tenth of the pairs is held out: h keeps the weights of the epoch with the best held-out cosine to the fresh
@@ -143,9 +134,6 @@ class Corrector(nn.Module):
             raise InputError(f"stale {stale.shape} and fresh {fresh.shape} vectors must both be (n x {self.dim})")
         if len(stale) < 2:
             raise InputError("a corrector needs at least 2 re-encoded documents to learn from")
-        if loss == "scores" and (queries is None or queries.ndim != 2 or queries.shape[1] != self.dim):
-            raise InputError(f'loss="scores" needs query vectors of shape (count x {self.dim})')
-        q = None if queries is None else torch.from_numpy(np.asarray(queries, np.float32))
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(stale), generator=generator)
@@ -164,7 +152,7 @@ class Corrector(nn.Module):
             total = 0.0
             for start in range(0, len(perm), batch_size):
                 batch = perm[start : start + batch_size]
-                value = _loss(self(x[batch]), y[batch], loss, q)
+                value = _loss(self(x[batch]), y[batch], loss)
                 optimizer.zero_grad()
                 value.backward()
                 optimizer.step()
@@ -216,12 +204,8 @@ def sample_rows(count: int, sample: float | int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
 
 
-def _loss(corrected: torch.Tensor, fresh: torch.Tensor, kind: str, queries: torch.Tensor | None) -> torch.Tensor:
-    regression = (1 - nn.functional.cosine_similarity(corrected, fresh)).mean()
+def _loss(corrected: torch.Tensor, fresh: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "regression":
-        return regression
-    if kind == "scores":  # scaled by dim / 2: for isotropic unit queries both terms would then be equal
-        errors = (corrected - fresh) @ queries.T / queries.norm(dim=1).clamp_min(1e-6)
-        return regression + errors.pow(2).mean() * corrected.shape[1] / 2
+        return (1 - nn.functional.cosine_similarity(corrected, fresh)).mean()
     scores = corrected @ nn.functional.normalize(fresh, dim=-1).T / 0.05
     return nn.functional.cross_entropy(scores, torch.arange(len(scores)))

@@ -55,12 +55,6 @@ def test_a_corrector_starts_as_the_identity_and_learns_a_linear_drift():
                                                   lr=3e-3, batch_size=64)
     assert contrastive.cosine_after > report.cosine_before
     assert report.best_epoch > 100  # still improving late
-    queries = torch.nn.functional.normalize(torch.randn(50, 8, generator=torch.Generator().manual_seed(4)), dim=-1)
-    scores = Corrector(8, width=32).train_on(stale.numpy(), fresh.numpy(), loss="scores", queries=queries.numpy(),
-                                             epochs=200, lr=3e-3, batch_size=64)
-    assert scores.cosine_after > 0.99
-    with pytest.raises(InputError, match="query vectors"):
-        Corrector(8).train_on(stale.numpy(), fresh.numpy(), loss="scores")
 
 
 def test_a_corrector_that_cannot_predict_the_drift_keeps_the_identity():
@@ -134,8 +128,6 @@ def test_refresh_to_another_path_leaves_the_original_and_refuses_bad_correctors(
         Corrector.fit(index, new, {"d0": "x"}, sample=10, progress=False)
     with pytest.raises(InputError, match="loss"):
         Corrector.fit(index, new, DOCS, loss="mse", progress=False)
-    with pytest.raises(InputError, match="needs queries="):
-        Corrector.fit(index, new, DOCS, loss="scores", progress=False)
     assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
     assert json.loads((tmp_path / "idx" / "meta.json").read_text())["encoder"]["fingerprint"] == old.fingerprint
 
@@ -150,7 +142,7 @@ def test_cached_negatives_follow_the_encoder_and_count_what_they_re_encode(tmp_p
     counts = {}
     for policy in ("stale", "corrected", "reencode"):
         source = CachedNegatives(index, DOCS, policy, sample=0.1, n=2, depth=10,
-                                 corrector_settings={"width": 16, "epochs": 3, "loss": "scores"})
+                                 corrector_settings={"width": 16, "epochs": 3})
         lora = old.with_lora(r=2)
         history = lora.fit(topics, qrels, corpus=DOCS, negatives=source, epochs=3, batch_size=4, lr=1e-2,
                            progress=False)

@@ -66,10 +66,11 @@ class CachedNegatives(NegativeSource):
         if self._period == period:
             return
         self._period = period
+        docs = self._documents(encoder, refresh=period > 0)
         queries = encoder.encode(list(self._topics["query"]), "query", progress=False)
-        self._rank(queries, self._documents(encoder, queries, refresh=period > 0))
+        self._rank(queries, docs)
 
-    def _documents(self, encoder, queries: np.ndarray, refresh: bool) -> np.ndarray:
+    def _documents(self, encoder, refresh: bool) -> np.ndarray:
         """The cache's document vectors for this epoch, refreshed by the policy."""
         from pt_dense.corrector import Corrector
 
@@ -80,9 +81,8 @@ class CachedNegatives(NegativeSource):
             self.reencoded += len(base)
             self.refreshes.append({"period": self._period, "reencoded": len(base)})
             return encoder.encode([self.texts[d] for d in self.index.docnos], "doc", progress=self.progress)
-        settings = {"queries": queries} | self.corrector_settings  # the training queries, for loss="scores"
-        corrector = Corrector.fit(self.index, encoder, self.texts, self.sample_size, seed=self._period,
-                                  progress=self.progress, **settings)
+        corrector = Corrector.fit(self.index, encoder, self.texts, self.sample_size,
+                                  seed=self._period, progress=self.progress, **self.corrector_settings)
         self.reencoded += corrector.report.reencoded
         self.refreshes.append({"period": self._period, "reencoded": corrector.report.reencoded,
                                "cosine_before": corrector.report.cosine_before,
