@@ -8,9 +8,10 @@ samples (the regression loss, and the contrastive loss at 10%), (c) a full re-en
 nDCG@10 as much as the corrector does). Reported: nDCG@10, R@100 on the test split, mean cosine to the fresh
 vectors, documents re-encoded, wall time, and the share of the stale -> fresh nDCG@10 gap recovered.
 
-Part B (training). LoRA on SciFact train (3 epochs) with one hard negative a query sampled from a cache of the corpus
-that is (a) stale, (b) corrected each epoch from a 5% sample, (c) re-encoded each epoch; nDCG@10 on SciFact test and
-the documents each policy re-encoded for its negatives. Cells are cached in ``--out``. Usage::
+Part B (training). LoRA (or, ``--adapter none``, full fine-tuning) on SciFact train (3 epochs) with one hard
+negative a query sampled from a cache of the corpus that is (a) stale, (b) corrected each epoch from a 5% sample,
+(c) re-encoded each epoch; nDCG@10 on SciFact test and the documents each policy re-encoded for its negatives. Cells
+are cached in ``--out``. Usage::
 
     python examples/corrector.py --data ../shared/data/scifact --out out/corrector \
         [--encoder out/lora_vs_full/lora-in-batch/encoder]
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="part A: random samples per sample size")
     parser.add_argument("--train-sample", type=float, default=0.05, help="corrected policy: sample per refresh")
     parser.add_argument("--parts", default="A,B")
+    parser.add_argument("--adapter", choices=["lora", "none"], default="lora",
+                        help="part B: train a LoRA adapter, or every weight (none: the encoder drifts further)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="part B: the cells to train (run several "
                         "processes with one policy each to use more cores; the table needs all three)")
     parser.add_argument("--json")
@@ -120,7 +123,7 @@ def main() -> None:
             if not cell.exists() and policy in args.policies.split(","):
                 print(f"training with {policy} cache negatives", flush=True)
                 source = CachedNegatives(stale_index, texts, policy, sample=args.train_sample)
-                encoder = frozen.with_lora()
+                encoder = frozen.with_lora() if args.adapter == "lora" else BiEncoder.from_pretrained("minilm")
                 started = time.perf_counter()
                 encoder.fit(data.topics("train"), data.qrels("train"), corpus=texts, negatives=source, **train)
                 train_seconds = time.perf_counter() - started
