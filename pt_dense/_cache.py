@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -14,13 +15,23 @@ def cache_dir() -> Path:
 
 
 def collection_key(dataset) -> str:
-    """A readable, collision-safe name for a collection: its name and a hash of where its corpus lives and its
-    size and modification time, so an edited corpus gets a fresh cache entry."""
+    """A readable, collision-safe name for a collection: its name and a hash of its corpus file's content, so an
+    edited corpus gets a fresh cache entry while a copied, moved or re-mounted one keeps its cached indexes."""
     corpus = getattr(dataset, "_corpus_file", lambda: None)()
     if corpus is not None:
         stat = Path(corpus).stat()
-        ident = f"{Path(corpus).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        ident = _content_digest(str(Path(corpus).resolve()), stat.st_size, stat.st_mtime_ns)
     else:
         ident = repr(dataset)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(dataset, "name", "collection")))
     return f"{name}-{hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()}"
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """blake2b of a file's bytes (about 1 s a GB), memoised by path, size and modification time."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return f"{size}|{digest.hexdigest()}"

@@ -90,3 +90,17 @@ def test_documents_without_any_text_are_skipped(tmp_path):
     docs = [{"docno": "1", "title": "", "text": ""}, {"docno": "2", "title": "T", "text": ""}]
     data = datasets.load(write_beir(tmp_path, docs, [{"qid": "q", "query": "x"}], {"test": [("q", "2", 1)]}))
     assert list(data.corpus_iter()) == [{"docno": "2", "text": "T"}] and data.corpus_size == 1
+
+
+def test_cache_key_follows_the_corpus_content_not_its_place(tmp_path):
+    import shutil
+
+    from pt_dense._cache import collection_key
+
+    docs = [{"docno": "d1", "title": "", "text": "alpha beta"}]
+    first = write_beir(tmp_path / "a" / "c", docs, [{"qid": "q1", "query": "alpha"}], {"test": [("q1", "d1", 1)]})
+    shutil.copytree(first, tmp_path / "b" / "c")
+    key = collection_key(datasets.load(str(first)))
+    assert collection_key(datasets.load(str(tmp_path / "b" / "c"))) == key  # a copy keeps the cache
+    write_beir(first, [*docs, {"docno": "d2", "title": "", "text": "gamma"}], [], {})
+    assert collection_key(datasets.load(str(first))) != key  # an edited corpus does not
