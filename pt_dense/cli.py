@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "for a new encoder without re-encoding the corpus")
     rf.add_argument("--index", required=True, help="a DenseIndex folder (its base vectors are corrected)")
     rf.add_argument("--encoder", required=True, help="the new encoder: a folder saved by BiEncoder.save, or a name")
-    rf.add_argument("--data", required=True, help="the collection the index was built from (for the sample's texts)")
+    rf.add_argument("--data", help="the collection the index was built from (for the sample's texts); default: "
+                                   "the one the index recorded")
     rf.add_argument("--sample", type=float, default=0.05, help="share of the corpus to re-encode")
     rf.add_argument("--loss", choices=["regression", "contrastive"], default="regression")
     rf.add_argument("--out", help="write the refreshed index here (default: in place)")
@@ -156,9 +157,11 @@ def _index(args) -> int:
     from pt_dense.index.dense_index import DenseIndex
 
     encoder = BiEncoder.from_pretrained(args.model, batch_size=args.batch_size)
-    corpus = datasets.load(args.data).corpus_iter()
+    data = datasets.load(args.data)
+    corpus = data.corpus_iter()
     index = DenseIndex(args.out)
-    (encoder.doc_encoder() >> index.indexer(overwrite=args.overwrite, total=len(corpus))).index(corpus)
+    indexer = index.indexer(overwrite=args.overwrite, total=len(corpus), corpus=getattr(data, "source", None))
+    (encoder.doc_encoder() >> indexer).index(corpus)
     print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {encoder.fingerprint[:12]})")
     return 0
 
@@ -250,7 +253,8 @@ def _refresh(args) -> int:
 
     index = DenseIndex(args.index)
     encoder = BiEncoder.from_pretrained(args.encoder)
-    corrector = Corrector.fit(index, encoder, datasets.load(args.data), args.sample, loss=args.loss)
+    corpus = datasets.load(args.data) if args.data else None
+    corrector = Corrector.fit(index, encoder, corpus, args.sample, loss=args.loss)
     refreshed = index.refresh(corrector, args.out, overwrite=args.overwrite)
     report = corrector.report
     print(f"{refreshed.path}: {len(refreshed)} vectors now stand for encoder {encoder.fingerprint[:12]}; "

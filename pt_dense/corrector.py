@@ -90,20 +90,21 @@ class Corrector(nn.Module):
 
     # ------------------------------------------------------------------ training
     @classmethod
-    def fit(cls, index, encoder, corpus, sample: float | int = 0.05, *, loss: str = "regression",
+    def fit(cls, index, encoder, corpus=None, sample: float | int = 0.05, *, loss: str = "regression",
             width: int = 1024, depth: int = 2, epochs: int = 50, lr: float = 1e-3, batch_size: int = 256,
             seed: int = 0, progress: bool = True) -> Corrector:
         """Re-encode ``sample`` of ``index`` (a fraction, or a count) with ``encoder`` and fit stale -> fresh.
 
         ``corpus`` gives the texts (a dataset with ``corpus_iter``, a list of ``{"docno", "text"}`` or a mapping);
-        the index only holds vectors. A tenth of the sample is held out to report the cosine before and after.
+        the index only holds vectors, so by default the collection it recorded at indexing time is opened. A tenth
+        of the sample is held out to report the cosine before and after.
         """
         from pt_dense.training.negatives import doc_texts
 
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, not {loss!r}")
         rows = sample_rows(len(index), sample, seed)
-        texts = doc_texts(corpus)
+        texts = doc_texts(corpus if corpus is not None else _recorded_corpus(index))
         docnos = index.docnos[rows]
         missing = [d for d in docnos if d not in texts]
         if missing:
@@ -194,6 +195,16 @@ class Corrector(nn.Module):
         corrector.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
         corrector.target, corrector.source = config["target"], config["source"]
         return corrector
+
+
+def _recorded_corpus(index):
+    from pt_dense import datasets
+
+    source = index.meta.get("corpus")
+    if not source:
+        raise InputError(f"{index.path} does not record the collection it was built from: pass corpus= (the "
+                         "collection, or a mapping docno -> text)")
+    return datasets.load(source)
 
 
 def sample_rows(count: int, sample: float | int, seed: int) -> np.ndarray:

@@ -101,6 +101,11 @@ class BeirDataset:
     def info(self) -> dict:
         return {"name": self.name, "path": str(self.path), "docs": self.corpus_size, "splits": self.splits()}
 
+    @property
+    def source(self) -> str:
+        """What :func:`load` takes to open this collection again (an index records it, for its corpus's texts)."""
+        return str(self.path.resolve())
+
 
 class _CorpusIter:
     """An iterator over a corpus file that also knows its length (for progress bars)."""
@@ -133,6 +138,10 @@ class IrdsDataset:
 
     def __repr__(self) -> str:
         return f"IrdsDataset({self.id!r})"
+
+    @property
+    def source(self) -> str:
+        return f"irds:{self.id}"
 
     def _load(self, split: str | None = None):
         import ir_datasets

@@ -33,7 +33,8 @@ def dense_index(data, encoder, *, index_dir: str | Path | None = None, overwrite
     index = DenseIndex(Path(index_dir) if index_dir else cached_index_path(data, encoder))
     if overwrite or not index.built():
         corpus = data.corpus_iter()
-        (encoder.doc_encoder() >> index.indexer(overwrite=overwrite, total=_length(corpus))).index(corpus)
+        indexer = index.indexer(overwrite=overwrite, total=_length(corpus), corpus=getattr(data, "source", None))
+        (encoder.doc_encoder() >> indexer).index(corpus)
     index.check_encoder(encoder.fingerprint, what="the cached index's encoder")
     return index
 

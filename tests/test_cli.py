@@ -52,13 +52,13 @@ def test_train_with_corrected_cache_negatives_then_refresh_the_index(tiny_setup,
     cache = json.loads((tmp / "trained" / "training.json").read_text())["cache"]
     assert cache["reencoded"] == 4 and [r["period"] for r in cache["refreshes"]] == [1]  # epoch 2 refreshes
     assert main(["index", "--data", str(data), "--model", str(tmp / "model"), "--out", str(tmp / "idx")]) == 0
-    refresh = ["refresh", "--index", str(tmp / "idx"), "--encoder", str(tmp / "trained"), "--data", str(data),
-               "--sample", "0.5", "--out", str(tmp / "fresh")]
-    assert main(refresh) == 0
+    refresh = ["refresh", "--index", str(tmp / "idx"), "--encoder", str(tmp / "trained"), "--sample", "0.5", "--out",
+               str(tmp / "fresh")]
+    assert main(refresh) == 0  # the texts come from the collection the index recorded
     assert "8 re-encoded" in capsys.readouterr().out
     meta = json.loads((tmp / "fresh" / "meta.json").read_text())
     assert meta["encoder"]["fingerprint"] == BiEncoder.from_pretrained(str(tmp / "trained")).fingerprint
-    assert main(refresh) == 2 and "overwrite" in capsys.readouterr().err
+    assert main([*refresh, "--data", str(data)]) == 2 and "overwrite" in capsys.readouterr().err
     assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--negatives", "cache:sometimes",
                  "--out", str(tmp / "t2")]) == 2
     assert "refresh must be" in capsys.readouterr().err

@@ -128,6 +128,8 @@ def test_refresh_to_another_path_leaves_the_original_and_refuses_bad_correctors(
         Corrector.fit(index, new, {"d0": "x"}, sample=10, progress=False)
     with pytest.raises(InputError, match="loss"):
         Corrector.fit(index, new, DOCS, loss="mse", progress=False)
+    with pytest.raises(InputError, match="does not record the collection"):
+        Corrector.fit(index, new, sample=10, progress=False)
     assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
     assert json.loads((tmp_path / "idx" / "meta.json").read_text())["encoder"]["fingerprint"] == old.fingerprint
 

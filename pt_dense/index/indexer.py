@@ -27,8 +27,9 @@ class DenseIndexer(pt.Indexer):
     """
 
     def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
-                 total: int | None = None):
+                 total: int | None = None, corpus: str | None = None):
         self.index_ref = index
+        self.corpus = corpus
         self.total = total
         self.overwrite = overwrite
         self.chunk_size = chunk_size
@@ -54,6 +55,7 @@ class DenseIndexer(pt.Indexer):
                 "encoder": stats["encoder"],
                 "accepts": [stats["encoder"]["fingerprint"]] if stats["encoder"] else [],
                 "build_id": uuid.uuid4().hex,
+                **({"corpus": self.corpus} if self.corpus else {}),
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
             artifact = {"type": DenseIndex.ARTIFACT_TYPE, "format": DenseIndex.ARTIFACT_FORMAT,
