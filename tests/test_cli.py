@@ -59,6 +59,7 @@ def test_train_with_corrected_cache_negatives_then_refresh_the_index(tiny_setup,
     meta = json.loads((tmp / "fresh" / "meta.json").read_text())
     assert meta["encoder"]["fingerprint"] == BiEncoder.from_pretrained(str(tmp / "trained")).fingerprint
     assert main([*refresh, "--data", str(data)]) == 2 and "overwrite" in capsys.readouterr().err
+    assert json.loads((tmp / "fresh" / "meta.json").read_text()) == meta  # the refused refresh left it as it was
     assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--negatives", "cache:sometimes",
                  "--out", str(tmp / "t2")]) == 2
     assert "refresh must be" in capsys.readouterr().err
