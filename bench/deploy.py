@@ -38,10 +38,10 @@ def main() -> None:
     import pyterrier as pt
     from ir_measures import R, nDCG
 
-    from pt_dense import datasets, evaluation, export
+    from pt_dense import BiEncoder, datasets, export
     from pt_dense.deploy import LuceneDense, PyseriniFaiss
-    from pt_dense.encoders.biencoder import BiEncoder
     from pt_dense.encoders.onnx_encoder import OnnxEncoder
+    from pt_dense.index import cached_index
     from pt_dense.index.dense_index import DenseIndex
 
     data = datasets.load(args.data)
@@ -71,7 +71,7 @@ def main() -> None:
     rows = []
     for name, enc in encoders.items():
         if name == "pytorch fp32":
-            index = evaluation.dense_index(data, enc)
+            index = cached_index(data, enc)
         else:  # reused from an earlier run when the same encoder built it
             index = DenseIndex(args.out / f"index-{name.replace(' ', '-')}")
             if not index.built() or index.fingerprint != enc.fingerprint:
@@ -85,7 +85,7 @@ def main() -> None:
     print_table(rows)
 
     # 3. serving latency, one query per call
-    fp32_index = evaluation.dense_index(data, fp32)
+    fp32_index = cached_index(data, fp32)
     lucene_dir, faiss_dir = args.out / "lucene-hnsw", args.out / "pyserini-faiss"
     export.lucene(fp32_index, lucene_dir, kind="hnsw", M=16, ef_construction=100, overwrite=True)
     export.pyserini_faiss(fp32_index, faiss_dir, overwrite=True)

@@ -30,8 +30,7 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from pt_dense import datasets
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder, datasets
     from pt_dense.models import resolve_model
 
     corpus = datasets.load(args.data).corpus_iter()

@@ -27,13 +27,13 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from pt_dense import datasets, evaluation
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder, datasets
+    from pt_dense.index import cached_index
     from pt_dense.pefa import PEFA, drop_overlap
 
     data = datasets.load(args.data)
     encoder = BiEncoder.from_pretrained(args.model)
-    index = evaluation.dense_index(data, encoder)
+    index = cached_index(data, encoder)
     test = data.topics("test")
     memory = drop_overlap(data.topics("train"), test)
     queries = encoder.query_encoder()(test)

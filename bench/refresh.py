@@ -29,9 +29,8 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from pt_dense import datasets
+    from pt_dense import BiEncoder, datasets
     from pt_dense.corrector import Corrector
-    from pt_dense.encoders.biencoder import BiEncoder
     from pt_dense.index.dense_index import DenseIndex
 
     docs = [d for _, d in zip(range(args.limit), datasets.load(args.data).corpus_iter(), strict=False)]

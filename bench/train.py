@@ -20,8 +20,7 @@ MODES = ("full", "lora", "prompts")
 
 
 def worker(args) -> dict:
-    from pt_dense import datasets
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder, datasets
 
     data = datasets.load(args.data)
     encoder = BiEncoder.from_pretrained(args.model)

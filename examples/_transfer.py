@@ -22,7 +22,7 @@ def cached(path: Path, compute: Callable[[], dict]) -> dict:
 
 def frozen_cell(out: Path, collections: dict) -> dict:
     """Scores of the packaged MiniLM as it is."""
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
     from pt_dense.evaluation import dense_scores
 
     def compute() -> dict:

@@ -47,10 +47,10 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from pt_dense import datasets, evaluation
+    from pt_dense import BiEncoder, datasets, evaluation
     from pt_dense.corrector import Corrector
-    from pt_dense.encoders.biencoder import BiEncoder
-    from pt_dense.evaluation import exact_scores
+    from pt_dense.index import cached_index, cached_index_path
+    from pt_dense.metrics import exact_scores
     from pt_dense.report import bench_payload, markdown_table, write_json
     from pt_dense.training.cached import CachedNegatives
 
@@ -59,7 +59,7 @@ def main() -> None:
     topics, qrels = data.topics("test"), data.qrels("test")
     texts = {d["docno"]: d["text"] for d in data.corpus_iter()}
     frozen = BiEncoder.from_pretrained("minilm")
-    stale_index = evaluation.dense_index(data, frozen)  # the cache: built once by the encoder before training
+    stale_index = cached_index(data, frozen)  # the cache: built once by the encoder before training
     train = {"epochs": args.epochs, "batch_size": 32, "doc_max_length": args.doc_max_length, "seed": 42}
     payload: dict = {}
 
@@ -73,9 +73,9 @@ def main() -> None:
         queries = current.encode(list(topics["query"]), "query")
         docnos = stale_index.docnos
         stale = np.asarray(stale_index.vectors)
-        was_cached = (evaluation.cached_index_path(data, current) / "meta.json").exists()
+        was_cached = (cached_index_path(data, current) / "meta.json").exists()
         started = time.perf_counter()
-        fresh_index = evaluation.dense_index(data, current)  # the full re-encode (cached by encoder fingerprint)
+        fresh_index = cached_index(data, current)  # the full re-encode (cached by encoder fingerprint)
         full_seconds = float("nan") if was_cached else time.perf_counter() - started  # cached: see bench/refresh.py
         fresh = np.asarray(fresh_index.vectors)[fresh_index.docno_lookup.get_indexer(docnos)]
 

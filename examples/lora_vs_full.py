@@ -33,7 +33,7 @@ def main() -> None:
 
     from _transfer import OOD, frozen_cell, report, trained_cell
 
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
     from pt_dense.evaluation import transfer_collections
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,12 @@ def measures():
 
 
 def run_collection(name: str, root: Path, encoder, out: Path) -> tuple[list[dict], dict]:
-    from pt_dense import BM25, datasets, evaluation
+    from pt_dense import BM25, datasets
+    from pt_dense.index import cached_index
     from pt_dense.pefa import PEFA, drop_overlap
 
     data = datasets.load(root / name)
-    index = evaluation.dense_index(data, encoder)
+    index = cached_index(data, encoder)
     test = data.topics("test")
     train, train_qrels = data.topics("train"), data.qrels("train")
     if "dev" in data.splits():
@@ -113,7 +114,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
     from pt_dense.report import bench_payload, markdown_table, write_json
 
     started = time.perf_counter()

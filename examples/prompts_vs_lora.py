@@ -41,7 +41,7 @@ def main() -> None:
 
     from _transfer import OOD, cached, frozen_cell, report, trained_cell
 
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
     from pt_dense.evaluation import transfer_collections
     from pt_dense.training.pretrain import pretrain
 

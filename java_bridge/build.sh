@@ -10,8 +10,8 @@ if [ ! -f "$ecj" ]; then
   echo "java_bridge/build.sh: $ecj is missing; install Debian's Eclipse compiler: apt-get install -y ecj" >&2
   exit 1
 fi
-fatjar="$("$python" -c 'from pt_dense.deploy.jvm import anserini_fatjar; print(anserini_fatjar())')"
-java="$("$python" -c 'from pt_dense.deploy.jvm import java_home; print(java_home())')/bin/java"
+fatjar="$("$python" -c 'from pt_dense.io.jvm import anserini_fatjar; print(anserini_fatjar())')"
+java="$("$python" -c 'from pt_dense.io.jvm import java_home; print(java_home())')/bin/java"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$java" -cp "$ecj" org.eclipse.jdt.internal.compiler.batch.Main -17 -proc:none -nowarn -encoding UTF-8 \

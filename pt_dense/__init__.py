@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BiEncoder": "pt_dense.encoders.biencoder",
+    "BiEncoder": "pt_dense.training.biencoder",
+    "TorchEncoder": "pt_dense.encoders.torch_encoder",
     "DenseIndex": "pt_dense.index.dense_index",
     "BM25": "pt_dense.bm25",
     "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
-    "PEFA": "pt_dense.pefa",
+    "PEFA": "pt_dense.pefa.core",
     "Corrector": "pt_dense.corrector",
     "CachedNegatives": "pt_dense.training.cached",
     "CorrectedNegatives": "pt_dense.training.cached",
-    "PromptBank": "pt_dense.encoders.prompts",
+    "PromptBank": "pt_dense.encoders.bank",
     "linear_fusion": "pt_dense.fusion",
     "rrf": "pt_dense.fusion",
     "PtDenseError": "pt_dense.errors",
@@ -32,23 +33,38 @@ _EXPORTS = {
     "EncoderMismatchError": "pt_dense.errors",
     "DeploymentError": "pt_dense.errors",
 }
-_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling")
+_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "report",
+               "scaling", "training")
 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
     "BM25", "BiEncoder", "CachedNegatives", "CorrectedNegatives", "Corrector", "DenseIndex", "OnnxEncoder", "PEFA",
-    "PromptBank", "linear_fusion", "rrf",
+    "PromptBank", "TorchEncoder", "linear_fusion", "rrf",
     "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
     "MissingColumnsError", "PtDenseError", "UnknownModelError",
-    "datasets", "deploy", "evaluation", "export", "fusion", "models", "pefa", "scaling",
+    "datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "report", "scaling",
+    "training",
 ]
 
 if TYPE_CHECKING:
-    from pt_dense import datasets, deploy, evaluation, export, fusion, models, pefa, scaling
+    from pt_dense import (
+        datasets,
+        deploy,
+        evaluation,
+        export,
+        fusion,
+        index,
+        metrics,
+        models,
+        pefa,
+        report,
+        scaling,
+        training,
+    )
     from pt_dense.bm25 import BM25
     from pt_dense.corrector import Corrector
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense.encoders.bank import PromptBank
     from pt_dense.encoders.onnx_encoder import OnnxEncoder
-    from pt_dense.encoders.prompts import PromptBank
+    from pt_dense.encoders.torch_encoder import TorchEncoder
     from pt_dense.errors import (
         DeploymentError,
         EncoderMismatchError,
@@ -61,7 +77,8 @@ if TYPE_CHECKING:
     )
     from pt_dense.fusion import linear_fusion, rrf
     from pt_dense.index.dense_index import DenseIndex
-    from pt_dense.pefa import PEFA
+    from pt_dense.pefa.core import PEFA
+    from pt_dense.training.biencoder import BiEncoder
     from pt_dense.training.cached import CachedNegatives, CorrectedNegatives
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense._atomic import atomic_dir
-from pt_dense._cache import cache_dir, collection_key
-from pt_dense._validate import clean_texts, require_columns
 from pt_dense.errors import InputError
+from pt_dense.io.atomic import atomic_dir
+from pt_dense.io.cache import cache_dir, collection_key
+from pt_dense.io.jvm import start_jvm
+from pt_dense.io.validation import clean_texts, require_columns
 
 ENGINES = ("lucene", "pisa")
 
@@ -96,8 +97,6 @@ class BM25(pt.Transformer):
 
     def _search_lucene(self, queries: pd.DataFrame) -> pd.DataFrame:
         if self._searcher is None:
-            from pt_dense.deploy.jvm import start_jvm
-
             start_jvm()
             from pyserini.search.lucene import LuceneSearcher
 
@@ -148,8 +147,6 @@ def _checked(records: Iterable[dict]) -> Iterable[dict]:
 
 
 def _index_lucene(records: Iterable[dict], folder: Path, threads: int) -> int:
-    from pt_dense.deploy.jvm import start_jvm
-
     start_jvm()
     from pyserini.index.lucene import LuceneIndexer
 

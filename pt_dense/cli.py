@@ -1,14 +1,15 @@
 """The ``pt-dense`` command line: ``eval``, ``demo``, ``index``, ``train``, ``pretrain``, ``refresh``, ``export``,
-``scaling``."""
+``scaling``. It parses arguments and calls one library function per command; the library is imported only by the
+command that needs it, so ``pt-dense --help`` loads no torch."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from pt_dense.errors import InputError, PtDenseError
+from pt_dense.scaling.config import GridConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,36 +108,16 @@ def _add_eval_args(parser: argparse.ArgumentParser, default_systems: str = "bm25
     parser.add_argument("--json", help="write the results as JSON here")
 
 
-def _run_eval(args, data_name: str) -> tuple:
-    from pt_dense import datasets, evaluation
-    from pt_dense.report import write_json
-
-    started = time.perf_counter()
-    data = datasets.load(data_name)
-    names = [s.strip() for s in args.systems.split(",") if s.strip()]
-    encoder = None
-    if any(n != "bm25" for n in names):
-        from pt_dense.encoders.biencoder import BiEncoder
-
-        encoder = BiEncoder.from_pretrained(args.encoder or args.model)
-    systems = evaluation.build_systems(data, encoder, names, hybrid_weight=args.hybrid_weight,
-                                       bm25_engine=args.bm25_engine)
-    table = evaluation.evaluate(systems, data.topics(args.split), data.qrels(args.split))
-    config = {"data": str(data_name), "split": args.split, "systems": names, "model": args.encoder or args.model,
-              "bm25_engine": args.bm25_engine, "hybrid_weight": args.hybrid_weight,
-              "seconds": round(time.perf_counter() - started, 1)}
-    print(evaluation.format_table(table))
-    payload = evaluation.to_json(table, config)
-    write_json(args.json, payload)
-    return table, payload
+def _eval_settings(args) -> dict:
+    return {"systems": [s.strip() for s in args.systems.split(",") if s.strip()], "split": args.split,
+            "encoder": args.encoder or args.model, "bm25_engine": args.bm25_engine,
+            "hybrid_weight": args.hybrid_weight, "json_path": args.json}
 
 
 def _eval(args) -> int:
     from pt_dense import evaluation
 
-    table, _ = _run_eval(args, args.data)
-    if args.png:
-        evaluation.bar_chart(table, args.png, title=f"{Path(args.data).name} {args.split}")
+    evaluation.run(args.data, **_eval_settings(args), png_path=args.png)
     return 0
 
 
@@ -145,58 +126,32 @@ def _demo(args) -> int:
 
     out = Path(args.out)
     args.json = args.json or str(out / "demo.json")
-    table, _ = _run_eval(args, "scifact")
-    png = evaluation.bar_chart(table, out / "demo.png", title="SciFact test (embedded)")
-    print(f"\nwrote {args.json} and {png}")
+    evaluation.run("scifact", **_eval_settings(args), png_path=out / "demo.png", title="SciFact test (embedded)")
+    print(f"\nwrote {args.json} and {out / 'demo.png'}")
     return 0
 
 
 def _index(args) -> int:
-    from pt_dense import datasets
-    from pt_dense.encoders.biencoder import BiEncoder
-    from pt_dense.index.dense_index import DenseIndex
+    from pt_dense.index import build_index
 
-    encoder = BiEncoder.from_pretrained(args.model, batch_size=args.batch_size)
-    data = datasets.load(args.data)
-    corpus = data.corpus_iter()
-    index = DenseIndex(args.out)
-    indexer = index.indexer(overwrite=args.overwrite, total=len(corpus), corpus=getattr(data, "source", None))
-    (encoder.doc_encoder() >> indexer).index(corpus)
-    print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {encoder.fingerprint[:12]})")
+    index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size)
+    print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {index.fingerprint[:12]})")
     return 0
 
 
 def _train(args) -> int:
-    import json
+    from pt_dense.training.run import train_collection
 
-    from pt_dense import datasets
-
-    data = datasets.load(args.data)
-    encoder = _adapted_encoder(args)
-    out = Path(args.out)
-    valid = (data.topics(args.valid_split), data.qrels(args.valid_split)) if args.valid_split else (None, None)
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "resume": args.resume,
-                "checkpoint_dir": str(out.with_name(out.name + ".checkpoints"))}
-    if args.lr:
-        settings["lr"] = args.lr
-    if args.doc_max_length:
-        settings["doc_max_length"] = args.doc_max_length
-    negatives = args.negatives
-    if negatives.startswith("cache:"):
-        from pt_dense.evaluation import dense_index
-        from pt_dense.training.cached import CachedNegatives
-
-        negatives = CachedNegatives(dense_index(data, encoder), data, negatives.removeprefix("cache:"),
-                                    sample=args.cache_sample, every=args.cache_every, progress=True)
-    history = encoder.fit(data.topics(args.split), data.qrels(args.split), *valid, corpus=data,
-                          negatives=negatives, **settings)
-    encoder.save(out)
-    record = {"settings": settings, "negatives": args.negatives, "history": history}
-    if not isinstance(negatives, str):
-        record["cache"] = {"reencoded": negatives.reencoded, "refreshes": negatives.refreshes}
-    (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
+                "negative_settings": {"sample": args.cache_sample, "every": args.cache_every}
+                if args.negatives.startswith("cache:") else {},
+                **({"lr": args.lr} if args.lr else {}),
+                **({"doc_max_length": args.doc_max_length} if args.doc_max_length else {})}
+    encoder, history = train_collection(args.data, args.out, model=args.model, adapter=args.adapter,
+                                        prompt_length=args.prompt_length, split=args.split,
+                                        valid_split=args.valid_split, negatives=args.negatives, **settings)
     trainable, total = encoder.trainable_parameters()
-    print(f"saved {out} ({encoder.mode}: {trainable:,} of {total:,} parameters trained, "
+    print(f"saved {args.out} ({encoder.mode}: {trainable:,} of {total:,} parameters trained, "
           f"final loss {history['loss'][-1]:.4f})")
     return 0
 
@@ -208,56 +163,26 @@ def _add_adapter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-length", type=int, default=32, help="prompts per layer with --adapter prompts")
 
 
-def _adapted_encoder(args):
-    """The --model encoder with the --adapter to train (an encoder saved with an adapter keeps training it)."""
-    from pt_dense.encoders.biencoder import BiEncoder
-
-    encoder = BiEncoder.from_pretrained(args.model)
-    if encoder.mode != "full":
-        if args.adapter not in (None, encoder.mode):
-            raise InputError(f"{args.model} already carries a {encoder.mode} adapter; drop --adapter {args.adapter} "
-                             "to go on training it")
-        return encoder
-    adapter = args.adapter or "lora"
-    if adapter == "lora":
-        return encoder.with_lora()
-    return encoder.with_prompts(length=args.prompt_length) if adapter == "prompts" else encoder
-
-
 def _pretrain(args) -> int:
-    import json
+    from pt_dense.training.run import pretrain_collection
 
-    from pt_dense import datasets
-    from pt_dense.training.pretrain import pretrain
-
-    data = datasets.load(args.data)
-    if not hasattr(data, "records"):
-        raise InputError("pretrain needs a BEIR-format folder or an embedded collection (titles are read apart)")
-    encoder = _adapted_encoder(args)
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, **({"lr": args.lr} if args.lr else {}),
                 **({"doc_max_length": args.doc_max_length} if args.doc_max_length else {})}
-    history = pretrain(encoder, data, kinds=[k.strip() for k in args.kinds.split(",")], max_docs=args.max_docs,
-                       seed=args.seed, **settings)
-    out = encoder.save(args.out)
-    (out / "pretraining.json").write_text(json.dumps({"settings": settings, "kinds": args.kinds,
-                                                      "max_docs": args.max_docs, "history": history}, default=str))
-    print(f"saved {out} ({encoder.mode}; {len(history['loss'])} steps, final loss {history['loss'][-1]:.4f})")
+    encoder, history = pretrain_collection(args.data, args.out, model=args.model, adapter=args.adapter,
+                                           prompt_length=args.prompt_length,
+                                           kinds=tuple(k.strip() for k in args.kinds.split(",")),
+                                           max_docs=args.max_docs, seed=args.seed, **settings)
+    print(f"saved {args.out} ({encoder.mode}; {len(history['loss'])} steps, final loss {history['loss'][-1]:.4f})")
     return 0
 
 
 def _refresh(args) -> int:
-    from pt_dense import datasets
-    from pt_dense.corrector import Corrector
-    from pt_dense.encoders.biencoder import BiEncoder
-    from pt_dense.index.dense_index import DenseIndex
+    from pt_dense.corrector import refresh
 
-    index = DenseIndex(args.index)
-    encoder = BiEncoder.from_pretrained(args.encoder)
-    corpus = datasets.load(args.data) if args.data else None
-    corrector = Corrector.fit(index, encoder, corpus, args.sample, loss=args.loss)
-    refreshed = index.refresh(corrector, args.out, overwrite=args.overwrite)
+    refreshed, corrector = refresh(args.index, args.encoder, args.data, args.sample, loss=args.loss, out=args.out,
+                                   overwrite=args.overwrite)
     report = corrector.report
-    print(f"{refreshed.path}: {len(refreshed)} vectors now stand for encoder {encoder.fingerprint[:12]}; "
+    print(f"{refreshed.path}: {len(refreshed)} vectors now stand for encoder {refreshed.fingerprint[:12]}; "
           f"{report.reencoded} re-encoded ({report.encode_seconds:.1f} s), corrector fitted in "
           f"{report.fit_seconds:.1f} s; held-out cosine to fresh {report.cosine_before:.4f} -> "
           f"{report.cosine_after:.4f}")
@@ -265,37 +190,16 @@ def _refresh(args) -> int:
 
 
 def _export(args) -> int:
-    import json
+    from pt_dense.export import export_all
 
-    from pt_dense import export
-    from pt_dense.encoders.biencoder import BiEncoder
-    from pt_dense.index.dense_index import DenseIndex
-
-    out = Path(args.out)
-    encoder = BiEncoder.from_pretrained(args.encoder)
-    onnx_dir = export.onnx(encoder, out / "onnx", quantize="int8" if args.int8 else None, overwrite=args.overwrite)
-    print(f"{onnx_dir}: {json.loads((onnx_dir / 'parity.json').read_text())}")
-    if args.index or args.data:
-        if args.index:
-            index = DenseIndex(args.index)
-            index.check_encoder(encoder.fingerprint, what="the exported encoder's vectors")
-        else:
-            from pt_dense import datasets
-            from pt_dense.evaluation import dense_index
-
-            index = dense_index(datasets.load(args.data), encoder)
-        print(export.pyserini_faiss(index, out / "faiss", overwrite=args.overwrite))
-        if args.lucene:
-            print(export.lucene(index, out / f"lucene-{args.lucene}", kind=args.lucene, int8=args.int8,
-                                overwrite=args.overwrite))
-    elif args.lucene:
-        raise InputError("--lucene needs --index or --data")
+    written = export_all(args.encoder, args.out, index=args.index, data=args.data, lucene_kind=args.lucene,
+                         int8=args.int8, overwrite=args.overwrite)
+    for name, path in written.items():
+        print(f"{name}: {path}")
     return 0
 
 
 def _add_scaling_args(parser: argparse.ArgumentParser) -> None:
-    from pt_dense.scaling.grid import GridConfig
-
     defaults = GridConfig(data="")
     steps = parser.add_subparsers(dest="step", required=True)
     run = steps.add_parser("run", help="train and measure the grid of (model layers, annotations) cells; resumable")
@@ -340,47 +244,30 @@ def _add_scaling_args(parser: argparse.ArgumentParser) -> None:
 
 def _scaling(args) -> int:
     from pt_dense import scaling
+    from pt_dense.report import print_table
 
     if args.step == "run":
         fields = {k: getattr(args, k) for k in scaling.GridConfig.__dataclass_fields__ if hasattr(args, k)}
         config = scaling.GridConfig(**fields | {"data": str(args.data), "layers": _ints(args.layers),
                                                 "annotations": _ints(args.annotations)})
-        cells = scaling.run_grid(config, args.out)
-        from pt_dense.report import print_table
-
-        print_table(cells, ["layers", "N", "D", "L", "steps", "train_seconds"], digits=4)
-        return 0
-    if args.step == "measure":
-        from pt_dense import datasets
-        from pt_dense.encoders.biencoder import BiEncoder
-
-        data = datasets.load(args.data)
-        encoder = BiEncoder.from_pretrained(args.encoder, query_max_length=args.query_max_length,
-                                            doc_max_length=args.doc_max_length)
-        encoder = scaling.truncated_encoder(encoder, args.layers) if args.layers else encoder
-        qrels = data.qrels(args.split)
-        loss = scaling.contrastive_loglik(encoder, data.topics(args.split), qrels[qrels["label"] >= args.min_label],
-                                          data, negatives=args.negatives, seed=args.seed,
-                                          temperature=args.temperature)
+        print_table(scaling.run_grid(config, args.out), ["layers", "N", "D", "L", "steps", "train_seconds"], digits=4)
+    elif args.step == "measure":
+        loss = scaling.measure_encoder(args.data, args.encoder, layers=args.layers, split=args.split,
+                                       min_label=args.min_label, negatives=args.negatives,
+                                       temperature=args.temperature, query_max_length=args.query_max_length,
+                                       doc_max_length=args.doc_max_length, seed=args.seed)
         print(f"L = {loss:.4f} ({args.encoder}{f', {args.layers} layers' if args.layers else ''}; {args.split}, "
               f"positives labelled >= {args.min_label}, {args.negatives} negatives, t = {args.temperature})")
-        return 0
-    if args.step == "fit":
-        cells = scaling.load_cells(args.grid)
-        if args.at is not None:
-            key = "D" if args.kind == "N" else "layers"
-            cells = [c for c in cells if c[key] == args.at]
-        law = scaling.fit_law(cells, args.kind, holdout=None if args.holdout == "none" else "largest")
-        out = Path(args.out or Path(args.grid) / f"law-{args.kind}.json")
-        law.save(out)
-        png = law.plot(out.with_suffix(".png"))
+    elif args.step == "fit":
+        law, path, png = scaling.fit_grid(args.grid, args.kind, holdout=None if args.holdout == "none" else "largest",
+                                          at=args.at, out=args.out)
         print(law.describe())
-        print(f"wrote {out} and {png}")
-        return 0
-    law = scaling.ScalingLaw.load(args.law)
-    sizes = [float(s) for s in args.sizes.split(",")] if args.sizes else None
-    print(law.plan(args.budget, annotation_cost=args.annotation_cost, train_cost=args.train_cost,
-                   inference_cost=args.inference_cost, sizes=sizes))
+        print(f"wrote {path} and {png}")
+    else:
+        sizes = [float(s) for s in args.sizes.split(",")] if args.sizes else None
+        print(scaling.ScalingLaw.load(args.law).plan(args.budget, annotation_cost=args.annotation_cost,
+                                                     train_cost=args.train_cost, inference_cost=args.inference_cost,
+                                                     sizes=sizes))
     return 0
 
 

@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pt_dense import datasets
+from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
+from pt_dense.index.dense_index import DenseIndex
+from pt_dense.io.atomic import atomic_dir
 
 LOSSES = ("regression", "contrastive")
 WEIGHTS_FILE, CONFIG_FILE = "corrector.pt", "corrector.json"
@@ -99,12 +103,10 @@ class Corrector(nn.Module):
         the index only holds vectors, so by default the collection it recorded at indexing time is opened. A tenth
         of the sample is held out to report the cosine before and after.
         """
-        from pt_dense.training.negatives import doc_texts
-
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, not {loss!r}")
         rows = sample_rows(len(index), sample, seed)
-        texts = doc_texts(corpus if corpus is not None else _recorded_corpus(index))
+        texts = datasets.doc_texts(corpus if corpus is not None else _recorded_corpus(index))
         docnos = index.docnos[rows]
         missing = [d for d in docnos if d not in texts]
         if missing:
@@ -178,8 +180,6 @@ class Corrector(nn.Module):
                 "target": self.target, "source": self.source, "report": report}
 
     def save(self, folder: str | Path) -> Path:
-        from pt_dense._atomic import atomic_dir
-
         with atomic_dir(folder, overwrite=True) as tmp:
             torch.save(self.state_dict(), tmp / WEIGHTS_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(self.config(), indent=1))
@@ -197,9 +197,21 @@ class Corrector(nn.Module):
         return corrector
 
 
-def _recorded_corpus(index):
-    from pt_dense import datasets
+def refresh(index: DenseIndex | str | Path, encoder: TorchEncoder | str, corpus=None, sample: float | int = 0.05, *,
+            out: str | Path | None = None, overwrite: bool = False, **fit_settings) -> tuple[DenseIndex, Corrector]:
+    """Refresh ``index`` for ``encoder`` without re-encoding the corpus (what ``pt-dense refresh`` runs): fit a
+    corrector on a re-encoded ``sample`` and write the corrected index in place, or at ``out``.
 
+    ``index`` and ``encoder`` may be given as a folder and a name or folder; ``corpus`` (default: the collection
+    the index recorded) as a dataset, a name or a path."""
+    index = index if isinstance(index, DenseIndex) else DenseIndex(index)
+    encoder = encoder if isinstance(encoder, TorchEncoder) else TorchEncoder.from_pretrained(encoder)
+    corpus = datasets.load(corpus) if isinstance(corpus, (str, Path)) else corpus
+    corrector = Corrector.fit(index, encoder, corpus, sample, **fit_settings)
+    return index.refresh(corrector, out, overwrite=overwrite), corrector
+
+
+def _recorded_corpus(index):
     source = index.meta.get("corpus")
     if not source:
         raise InputError(f"{index.path} does not record the collection it was built from: pass corpus= (the "

@@ -3,6 +3,9 @@
 A BEIR-format folder holds ``corpus.jsonl.gz`` (or another ``corpus*.jsonl[.gz]``; docno, title, text),
 ``queries.jsonl`` (qid, query) and
 ``qrels/<split>.tsv`` (TREC qrels without header). A document's text is ``title + " " + text``.
+
+Also the two views of a collection that training, scaling and the corrector share: :func:`judged_positives`
+(qid -> relevant docnos) and :func:`doc_texts` (docno -> text).
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
 from pt_dense.errors import InputError
+from pt_dense.io.validation import require_columns
 
 EMBEDDED = Path(__file__).parent / "data"
 
@@ -198,3 +202,20 @@ def load(name_or_path: str | Path):
         f"no collection {name!r}: give a BEIR-format folder, an embedded name ({', '.join(embedded) or 'none'}) "
         "or an ir_datasets id such as 'irds:beir/scifact/test'"
     )
+
+
+def judged_positives(qrels: pd.DataFrame) -> dict[str, set[str]]:
+    """qid -> docnos judged relevant (label > 0)."""
+    require_columns(qrels.columns, ("qid", "docno", "label"), "qrels")
+    judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
+    return {qid: set(group["docno"]) for qid, group in judged.groupby("qid", sort=False)}
+
+
+def doc_texts(corpus) -> dict[str, str]:
+    """docno -> text from a dataset (``corpus_iter``), an iterable of dicts, or a mapping."""
+    if isinstance(corpus, Mapping):
+        return dict(corpus)
+    records = corpus.corpus_iter() if hasattr(corpus, "corpus_iter") else corpus
+    if records is None:
+        raise InputError("give corpus= (a dataset, a list of {'docno','text'} dicts or a docno->text dict)")
+    return {str(r["docno"]): r["text"] for r in records}

@@ -1,12 +1,62 @@
-"""Export targets: ``onnx`` (an encoder), ``pyserini_faiss`` and ``lucene`` (a DenseIndex).
+"""Export targets, registered by name: ``onnx`` (an encoder), ``pyserini_faiss`` and ``lucene`` (a DenseIndex).
 
     ptd.export.onnx(enc, "out/model")                 # model.onnx + tokenizer + config.json + parity.json
     ptd.export.onnx(enc, "out/model-int8", quantize="int8")
     ptd.export.pyserini_faiss(index, "out/faiss")     # Pyserini FaissSearcher layout
     ptd.export.lucene(index, "out/lucene-hnsw")       # Anserini HNSW index (queries encoded by java_bridge)
+    ptd.export.to("lucene", index, "out/lucene-flat", kind="flat")   # any registered target by name
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pt_dense import datasets
 from pt_dense.deploy.lucene import lucene, pyserini_faiss
 from pt_dense.deploy.onnx_export import export_onnx as onnx
+from pt_dense.encoders.torch_encoder import TorchEncoder
+from pt_dense.errors import InputError
+from pt_dense.index.cached import cached_index
+from pt_dense.index.dense_index import DenseIndex
 
-__all__ = ["lucene", "onnx", "pyserini_faiss"]
+#: export targets by name: ``target(source, out_dir, **settings) -> Path``
+TARGETS: dict[str, Callable[..., Path]] = {"onnx": onnx, "pyserini_faiss": pyserini_faiss, "lucene": lucene}
+
+
+def register_target(name: str, target: Callable[..., Path]) -> None:
+    """Make ``export.to(name, ...)`` call ``target(source, out_dir, **settings)``."""
+    TARGETS[name] = target
+
+
+def to(target: str, source, out_dir: str | Path, **settings) -> Path:
+    """Export ``source`` (an encoder for ``onnx``, a DenseIndex for the others) with the target named ``target``."""
+    if target not in TARGETS:
+        raise InputError(f"unknown export target {target!r}; registered: {sorted(TARGETS)}")
+    return TARGETS[target](source, out_dir, **settings)
+
+
+def export_all(encoder: TorchEncoder | str, out: str | Path, *, index: DenseIndex | str | Path | None = None,
+               data=None, lucene_kind: str | None = None, int8: bool = False,
+               overwrite: bool = False) -> dict[str, Path]:
+    """What ``pt-dense export`` writes under ``out``: ``onnx/`` always; with an index (given, or ``data``'s cached
+    index under ``encoder``) also ``faiss/`` and, with ``lucene_kind``, ``lucene-<kind>/``."""
+    if lucene_kind and index is None and data is None:
+        raise InputError("a Lucene export needs an index or a collection (--index or --data)")
+    encoder = encoder if isinstance(encoder, TorchEncoder) else TorchEncoder.from_pretrained(encoder)
+    out = Path(out)
+    written = {"onnx": to("onnx", encoder, out / "onnx", quantize="int8" if int8 else None, overwrite=overwrite)}
+    if index is not None:
+        index = index if isinstance(index, DenseIndex) else DenseIndex(index)
+        index.check_encoder(encoder.fingerprint, what="the exported encoder's vectors")
+    elif data is not None:
+        index = cached_index(datasets.load(data) if isinstance(data, (str, Path)) else data, encoder)
+    if index is not None:
+        written["faiss"] = to("pyserini_faiss", index, out / "faiss", overwrite=overwrite)
+        if lucene_kind:
+            written["lucene"] = to("lucene", index, out / f"lucene-{lucene_kind}", kind=lucene_kind, int8=int8,
+                                   overwrite=overwrite)
+    return written
+
+
+__all__ = ["TARGETS", "export_all", "lucene", "onnx", "pyserini_faiss", "register_target", "to"]

@@ -1,4 +1,7 @@
-"""Reporting helpers for the CLI, bench/ and examples/: markdown tables, JSON output, peak memory."""
+"""Reporting for the CLI, bench/ and examples/: markdown tables, JSON output, charts, peak memory.
+
+A *results table* is a frame with a ``name`` column (the system) and one column per measure, as
+:func:`pt_dense.evaluation.evaluate` returns it."""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ import json
 import resource
 import sys
 from pathlib import Path
+
+import pandas as pd
+
+from pt_dense.io.atomic import atomic_file
 
 
 def peak_rss_mb() -> float:
@@ -34,8 +41,6 @@ def write_json(path: str | Path | None, payload: dict) -> None:
     """Write ``payload`` as JSON, atomically (nothing half-written if interrupted)."""
     if not path:
         return
-    from pt_dense._atomic import atomic_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
@@ -45,6 +50,25 @@ def write_json(path: str | Path | None, payload: dict) -> None:
 def bench_payload(rows: list[dict], config: dict, **headline) -> dict:
     """``{<headline figures>, "rows": [...], "config": {...}}``: the convention of bench/ and examples/."""
     return {**headline, "rows": rows, "config": config}
+
+
+def results_markdown(table: pd.DataFrame) -> str:
+    """A results table as markdown with four decimals (``name`` shown as ``system``)."""
+    return markdown_table(table.rename(columns={"name": "system"}).to_dict("records"))
+
+
+def results_json(table: pd.DataFrame, config: dict) -> dict:
+    """``{"systems": {name: {measure: value}}, "rows": [...], "config": {...}}``."""
+    rows = table.to_dict("records")
+    systems = {row["name"]: {m: float(v) for m, v in row.items() if m != "name"} for row in rows}
+    return {"systems": systems, "rows": rows, "config": config}
+
+
+def results_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """A grouped bar chart of a results table (one group per measure, one bar per system) saved as PNG."""
+    measures = [c for c in table.columns if c != "name"]
+    series = {row["name"]: [float(row[m]) for m in measures] for row in table.to_dict("records")}
+    return grouped_bars(series, measures, path, title=title, ylim=(0, 1.15))
 
 
 def grouped_bars(series: dict[str, list[float]], groups: list[str], path: str | Path, *, title: str = "",

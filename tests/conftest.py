@@ -43,7 +43,7 @@ def tiny_bert(seed: int = 0, layers: int = 2):
 
 @pytest.fixture
 def tiny_encoder():
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
 
     model, tokenizer = tiny_bert()
     return BiEncoder(model, tokenizer, name="tiny", query_max_length=16, doc_max_length=32, batch_size=4)
@@ -51,7 +51,7 @@ def tiny_encoder():
 
 @pytest.fixture(scope="session")
 def minilm():
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
 
     return BiEncoder.from_pretrained("minilm")
 

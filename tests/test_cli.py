@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import WORDS, write_beir
 
+from pt_dense import BiEncoder
 from pt_dense.cli import main
-from pt_dense.encoders.biencoder import BiEncoder
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_train_with_corrected_cache_negatives_then_refresh_the_index(tiny_setup,
     tmp, data = tiny_setup
     assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--epochs", "2", "--batch-size", "2",
                  "--negatives", "cache:corrected", "--cache-sample", "0.25", "--out", str(tmp / "trained")]) == 0
-    cache = json.loads((tmp / "trained" / "training.json").read_text())["cache"]
+    cache = json.loads((tmp / "trained" / "training.json").read_text())["history"]["negatives"]
     assert cache["reencoded"] == 4 and [r["period"] for r in cache["refreshes"]] == [1]  # epoch 2 refreshes
     assert main(["index", "--data", str(data), "--model", str(tmp / "model"), "--out", str(tmp / "idx")]) == 0
     refresh = ["refresh", "--index", str(tmp / "idx"), "--encoder", str(tmp / "trained"), "--sample", "0.5", "--out",
@@ -62,4 +62,4 @@ def test_train_with_corrected_cache_negatives_then_refresh_the_index(tiny_setup,
     assert json.loads((tmp / "fresh" / "meta.json").read_text()) == meta  # the refused refresh left it as it was
     assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--negatives", "cache:sometimes",
                  "--out", str(tmp / "t2")]) == 2
-    assert "refresh must be" in capsys.readouterr().err
+    assert "unknown negatives" in capsys.readouterr().err

@@ -10,9 +10,8 @@ import pytest
 import torch
 from conftest import WORDS, tiny_bert
 
-from pt_dense import EncoderMismatchError, InputError
+from pt_dense import BiEncoder, EncoderMismatchError, InputError
 from pt_dense.corrector import Corrector, sample_rows
-from pt_dense.encoders.biencoder import BiEncoder
 from pt_dense.index.dense_index import DenseIndex
 
 RNG = np.random.default_rng(0)

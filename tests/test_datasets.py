@@ -95,7 +95,7 @@ def test_documents_without_any_text_are_skipped(tmp_path):
 def test_cache_key_follows_the_corpus_content_not_its_place(tmp_path):
     import shutil
 
-    from pt_dense._cache import collection_key
+    from pt_dense.io.cache import collection_key
 
     docs = [{"docno": "d1", "title": "", "text": "alpha beta"}]
     first = write_beir(tmp_path / "a" / "c", docs, [{"qid": "q1", "query": "alpha"}], {"test": [("q1", "d1", 1)]})

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from conftest import WORDS, tiny_bert
 
-from pt_dense import EncoderMismatchError, IndexExistsError, InputError, export
-from pt_dense.encoders.biencoder import BiEncoder
+from pt_dense import BiEncoder, EncoderMismatchError, IndexExistsError, InputError, export
 from pt_dense.encoders.onnx_encoder import OnnxEncoder
 from pt_dense.encoders.stages import ENCODER_ATTR
 from pt_dense.index.dense_index import DenseIndex
@@ -85,7 +84,7 @@ def tiny_index(tmp_path, tiny_encoder):
 def test_java_bridge_encodes_like_python(tmp_path, tiny_encoder, prompted):
     import torch
 
-    from pt_dense.deploy.jvm import autoclass
+    from pt_dense.io.jvm import autoclass
 
     encoder = tiny_encoder.with_prompts(length=3) if prompted else tiny_encoder
     if prompted:
@@ -133,7 +132,7 @@ def test_deployment_refuses_unnormalised_vectors_and_foreign_encoders(tmp_path, 
 @pytest.mark.integration
 def test_java_bridge_matches_python_for_minilm_on_scifact_queries(tmp_path, minilm):
     from pt_dense import datasets
-    from pt_dense.deploy.jvm import autoclass
+    from pt_dense.io.jvm import autoclass
 
     queries = list(datasets.load("scifact").topics("test")["query"][:100])
     folder = export.onnx(minilm, tmp_path / "minilm", sample_docs=queries[:8], sample_queries=queries[:8])

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_bert
 
-from pt_dense import InputError, MissingColumnsError, UnknownModelError
-from pt_dense.encoders.biencoder import BiEncoder
+from pt_dense import BiEncoder, InputError, MissingColumnsError, UnknownModelError
 from pt_dense.encoders.stages import ENCODER_ATTR, DocEncoder, QueryEncoder
 
 TEXTS = ["the cat sat on the mat", "dog", "protein cell gene cancer risk study blood brain drug trial", "cat dog"]

@@ -10,7 +10,7 @@ import pyterrier as pt
 import pytest
 
 from pt_dense import EncoderMismatchError, IndexExistsError, IndexFormatError, InputError, MissingColumnsError
-from pt_dense.encoders.stages import ENCODER_ATTR
+from pt_dense.encoders.stages import ENCODER_ATTR, ENCODER_KEY
 from pt_dense.index.dense_index import DenseIndex
 
 
@@ -120,8 +120,7 @@ def test_a_crash_mid_stream_leaves_the_old_index_intact(tmp_path):
 def test_wrong_dimension_missing_columns_and_foreign_encoder_are_refused(tmp_path):
     index = DenseIndex(tmp_path / "idx")
     index.indexer(progress=False).index(
-        [{"docno": "a", "doc_vec": np.ones(4, np.float32), "_pt_dense_encoder": {"fingerprint": "f" * 32,
-                                                                               "name": "enc-a"}}])
+        [{"docno": "a", "doc_vec": np.ones(4, np.float32), ENCODER_KEY: {"fingerprint": "f" * 32, "name": "enc-a"}}])
     with pytest.raises(InputError, match="dimension 3 but the index has dimension 4"):
         index.retriever()(queries([np.ones(3, np.float32)]))
     with pytest.raises(MissingColumnsError, match="query_vec"):
@@ -157,7 +156,7 @@ def test_encoder_to_index_pipeline_records_the_encoder(tmp_path, tiny_encoder):
     assert res["docno"].iloc[0] == "d0"
     from conftest import tiny_bert
 
-    from pt_dense.encoders.biencoder import BiEncoder
+    from pt_dense import BiEncoder
 
     other = BiEncoder(*tiny_bert(seed=5))
     with pytest.raises(EncoderMismatchError):

@@ -11,6 +11,7 @@ import pytest
 
 from pt_dense import datasets, evaluation
 from pt_dense.cli import main
+from pt_dense.index import cached_index
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,7 @@ def subset(scifact_subset):
 
 @pytest.fixture(scope="module")
 def subset_index(subset, minilm):
-    return evaluation.dense_index(subset, minilm)
+    return cached_index(subset, minilm)
 
 
 def test_minilm_matches_sentence_transformers(minilm, subset):
@@ -60,7 +61,7 @@ def test_second_use_encodes_no_document(subset, subset_index, minilm, monkeypatc
         return encode(texts, side, **kwargs)
 
     monkeypatch.setattr(minilm, "encode", queries_only)
-    assert evaluation.dense_index(subset, minilm).path == subset_index.path
+    assert cached_index(subset, minilm).path == subset_index.path
     assert len((minilm.query_encoder() >> subset_index.retriever(k=3))(subset.topics("test").head(2))) == 6
 
 

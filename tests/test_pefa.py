@@ -114,9 +114,13 @@ def test_tune_picks_the_best_setting_and_plots(setup, tmp_path):
     index, enc, topics, qrels, test, *_ = setup
     valid_qrels = pd.DataFrame({"qid": ["q0", "q1"], "docno": ["d30", "d31"], "label": 1})
     pefa = PEFA(index, enc, topics, qrels, kind="xl")
+    stage = pefa.retriever(k=3)
     result = pefa.tune(test, valid_qrels, lams=(0.0, 1.0), ks=(1, 4), measure="RR", plot=tmp_path / "grid.png")
     assert len(result["grid"]) == 4 and result["best"]["RR"] == max(r["RR"] for r in result["grid"])
-    assert (pefa.lam, pefa.k) == (result["best"]["lam"], result["best"]["k"])
+    tuned = result["pefa"]
+    assert (tuned.lam, tuned.k) == (result["best"]["lam"], result["best"]["k"])
+    assert (pefa.lam, pefa.k) == (0.5, 32) and stage.pefa is pefa  # tuning returns a new PEFA, changes nothing live
+    assert tuned.train_vectors is pefa.train_vectors  # nothing encoded again
     assert result["best"]["lam"] == 0.0  # the labels beat the random document vectors here
     assert (tmp_path / "grid.png").stat().st_size > 5000
 
@@ -132,10 +136,10 @@ def test_drop_overlap_removes_shared_queries_from_the_training_side():
 def test_sparse_lookup_matches_dense_indexing():
     import scipy.sparse as sp
 
-    from pt_dense.pefa import _lookup
+    from pt_dense.pefa import sparse_lookup
 
     matrix = sp.random(30, 50, density=0.1, random_state=0, format="csr")
     rng = np.random.default_rng(1)
     rows, cols = rng.integers(0, 30, 500), rng.integers(0, 50, 500)
-    np.testing.assert_allclose(_lookup(matrix, rows, cols), matrix.toarray()[rows, cols])
-    assert _lookup(sp.csr_matrix((3, 4)), np.array([0, 2]), np.array([1, 3])).tolist() == [0.0, 0.0]
+    np.testing.assert_allclose(sparse_lookup(matrix, rows, cols), matrix.toarray()[rows, cols])
+    assert sparse_lookup(sp.csr_matrix((3, 4)), np.array([0, 2]), np.array([1, 3])).tolist() == [0.0, 0.0]

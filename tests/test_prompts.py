@@ -8,10 +8,9 @@ import pytest
 import torch
 from conftest import WORDS, tiny_bert
 
-from pt_dense import InputError, export
-from pt_dense.encoders.biencoder import BiEncoder
+from pt_dense import BiEncoder, InputError, export
+from pt_dense.encoders.bank import PromptBank
 from pt_dense.encoders.onnx_encoder import OnnxEncoder
-from pt_dense.encoders.prompts import PromptBank
 
 TEXTS = ["the cat sat on the mat", "protein cell gene cancer risk", "human patients treatment effect"]
 TOPICS = pd.DataFrame({"qid": [f"q{i}" for i in range(8)], "query": [" ".join(WORDS[i : i + 3]) for i in range(8)]})

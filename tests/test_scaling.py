@@ -12,8 +12,7 @@ import pytest
 from conftest import WORDS, tiny_bert, write_beir
 from ir_measures import nDCG
 
-from pt_dense import InputError
-from pt_dense.encoders.biencoder import BiEncoder
+from pt_dense import BiEncoder, InputError
 from pt_dense.scaling import (
     CLL,
     GridConfig,

@@ -10,9 +10,8 @@ import pytest
 import torch
 from conftest import WORDS, tiny_bert
 
-from pt_dense import InputError
-from pt_dense.encoders.biencoder import BiEncoder
-from pt_dense.training.loss import contrastive_loss
+from pt_dense import BiEncoder, InputError
+from pt_dense.training.losses import contrastive_loss
 from pt_dense.training.negatives import FileNegatives, RetrieverNegatives, mine
 
 TOPICS = pd.DataFrame({"qid": [f"q{i}" for i in range(8)], "query": [" ".join(WORDS[i : i + 3]) for i in range(8)]})
@@ -120,14 +119,14 @@ def test_hard_negatives_from_a_retriever_and_a_mined_file(tmp_path, tiny_encoder
 
 
 def test_each_positive_makes_every_judged_pair_an_example(tiny_encoder):
-    from pt_dense.training.trainer import TrainConfig, _epoch_batches
+    from pt_dense.training.trainer import TrainConfig, epoch_batches
 
     positives = {"q0": {"d0", "d9"}} | {f"q{i}": {f"d{i}"} for i in range(1, 8)}
     cfg = TrainConfig(batch_size=3, each_positive=True)
-    rows = [r for batch in _epoch_batches(TOPICS, positives, cfg, epoch=0) for r in batch]
+    rows = [r for batch in epoch_batches(TOPICS, positives, cfg, epoch=0) for r in batch]
     assert len(rows) == 9 and {("q0", "d0"), ("q0", "d9")} <= {(q, d) for q, _, d in rows}
-    assert rows == [r for batch in _epoch_batches(TOPICS, positives, cfg, epoch=0) for r in batch]  # seeded
-    one_each = [r for batch in _epoch_batches(TOPICS, positives, TrainConfig(batch_size=3), epoch=1) for r in batch]
+    assert rows == [r for batch in epoch_batches(TOPICS, positives, cfg, epoch=0) for r in batch]  # seeded
+    one_each = [r for batch in epoch_batches(TOPICS, positives, TrainConfig(batch_size=3), epoch=1) for r in batch]
     assert len(one_each) == 6 and ("q0", TOPICS.at[0, "query"], "d9") in one_each  # 8 queries, ragged tail dropped
     history = tiny_encoder.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, each_positive=True, epochs=1,
                                               batch_size=3, progress=False)
@@ -165,15 +164,16 @@ def _global_batch():
 
 
 def _gradients(encoder, batch, world):
-    from pt_dense.training.negatives import RankedNegatives, positives_by_qid
-    from pt_dense.training.trainer import TrainConfig, _step_loss, _sync_gradients
+    from pt_dense.datasets import judged_positives
+    from pt_dense.training.negatives import RankedNegatives
+    from pt_dense.training.trainer import TrainConfig, batch_loss, sync_gradients
 
     negatives = RankedNegatives(n=1)
     negatives.candidates = {f"q{i}": [f"d{(i + 5) % 16}", f"d{(i + 9) % 16}"] for i in range(8)}
     cfg = TrainConfig(n_negatives=1)
     params = [p for p in encoder.model.parameters() if p.requires_grad]
-    _step_loss(encoder, batch, DOCS, positives_by_qid(QRELS), negatives, 1, cfg, epoch=0)
-    _sync_gradients(params, world)
+    batch_loss(encoder, batch, DOCS, judged_positives(QRELS), negatives, cfg, epoch=0)
+    sync_gradients(params, world)
     return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
             for n, p in encoder.model.named_parameters() if p.requires_grad}
 
@@ -227,7 +227,8 @@ def test_fit_runs_under_torchrun_and_keeps_ranks_in_sync(tmp_path):
 @pytest.mark.integration
 def test_unified_negatives_are_mined_once_from_bm25_and_dense_and_shared(scifact_subset, minilm, tmp_path):
     from pt_dense.datasets import load
-    from pt_dense.training.negatives import UnifiedNegatives, mine_unified, read_mined, resolve
+    from pt_dense.training.negatives import UnifiedNegatives, mine_unified, read_mined
+    from pt_dense.training.sources import resolve
 
     data = load(scifact_subset)
     topics = data.topics("test").head(5)

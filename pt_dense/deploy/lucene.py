@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense._atomic import atomic_dir
-from pt_dense._validate import clean_texts, require_columns
-from pt_dense.errors import DeploymentError, InputError
+from pt_dense.encoders.onnx_encoder import OnnxEncoder
+from pt_dense.errors import DeploymentError, EncoderMismatchError, InputError
 from pt_dense.index.dense_index import DenseIndex
+from pt_dense.io.atomic import atomic_dir
+from pt_dense.io.jvm import autoclass, start_jvm
+from pt_dense.io.validation import clean_texts, require_columns
 
 META_NAME = "pt_dense.json"
 LUCENE_SUBDIR = "index"
@@ -49,8 +51,6 @@ def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int
         raise InputError(f"kind must be 'hnsw' or 'flat', not {kind!r}")
     if not index.meta.get("normalized"):
         raise InputError("Lucene's DOT_PRODUCT needs unit vectors; this index is not L2-normalised")
-    from pt_dense.deploy.jvm import autoclass
-
     with atomic_dir(out_dir, overwrite=overwrite) as tmp, tempfile.TemporaryDirectory() as collection:
         with open(Path(collection) / "vectors.jsonl", "w", encoding="utf-8") as out:
             for start in tqdm(range(0, len(index), 4096), desc="writing vectors for Anserini", unit="chunk",
@@ -90,8 +90,6 @@ class _DeployedStage(pt.Transformer):
         onnx_config = json.loads((self.onnx_dir / "config.json").read_text())
         built_by = (self.meta.get("encoder") or {}).get("fingerprint")
         if built_by and onnx_config.get("fingerprint") != built_by:
-            from pt_dense.errors import EncoderMismatchError
-
             raise EncoderMismatchError(f"{self.onnx_dir} exports encoder {onnx_config.get('fingerprint', '?')[:12]} "
                                        f"but {self.folder} was built by {built_by[:12]}")
 
@@ -119,8 +117,6 @@ class LuceneDense(_DeployedStage):
                  threads: int | None = None):
         super().__init__(lucene_dir, onnx_dir, k)
         self.ef_search, self.threads = max(ef_search, k), threads or os.cpu_count() or 1
-        from pt_dense.deploy.jvm import autoclass, start_jvm
-
         start_jvm()
         autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(self.onnx_dir.absolute()))
         level = autoclass("org.apache.logging.log4j.Level")  # Anserini logs every batch search at INFO
@@ -149,9 +145,6 @@ class PyseriniFaiss(_DeployedStage):
 
     def __init__(self, faiss_dir: str | Path, onnx_dir: str | Path, k: int = 1000, threads: int | None = None):
         super().__init__(faiss_dir, onnx_dir, k)
-        from pt_dense.deploy.jvm import start_jvm
-        from pt_dense.encoders.onnx_encoder import OnnxEncoder
-
         start_jvm()  # pyserini's package import starts Java
         from pyserini.search.faiss import FaissSearcher
 

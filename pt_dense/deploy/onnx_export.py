@@ -1,8 +1,8 @@
-"""Export a BiEncoder to ONNX (legacy exporter, IR <= 9, dynamic batch and length), optionally int8-quantised.
+"""Export a TorchEncoder to ONNX (legacy exporter, IR <= 9, dynamic batch and length), optionally int8-quantised.
 
 The folder holds everything a runtime needs: ``model.onnx``, the tokenizer (``tokenizer.json`` for Python,
 ``vocab.txt`` for Java), ``config.json`` and ``parity.json`` (how far the export is from PyTorch on a sample).
-LoRA adapters are merged into the weights before export (``BiEncoder.export_module``).
+LoRA adapters are merged into the weights before export (``TorchEncoder.export_module``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pt_dense._atomic import atomic_dir
+from pt_dense import datasets
 from pt_dense.encoders.onnx_encoder import CONFIG_NAME, OnnxEncoder
 from pt_dense.errors import InputError
+from pt_dense.io.atomic import atomic_dir
 
 OPSET = 17
 #: ONNX Runtime Java 1.17 (inside the Pyserini fatjar) loads IR version <= 9
@@ -87,8 +88,6 @@ def parity_report(encoder, exported, sample_docs: list[str] | None = None,
                   sample_queries: list[str] | None = None) -> dict:
     """Max abs difference of the vectors and top-10 agreement of the rankings, PyTorch vs the export."""
     if sample_docs is None or sample_queries is None:
-        from pt_dense import datasets
-
         data = datasets.load("scifact")
         sample_docs = sample_docs or [d["text"] for d in itertools.islice(data.corpus_iter(), 128)]
         sample_queries = sample_queries or list(data.topics("test")["query"][:64])

@@ -1,11 +1,13 @@
-"""Encoders: the BiEncoder (PyTorch), the OnnxEncoder (onnxruntime, no torch), and their PyTerrier stages."""
+"""Encoders: the TorchEncoder (PyTorch) with its adapters and prompt bank, the OnnxEncoder (onnxruntime, no
+torch), and their PyTerrier stages."""
 
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"BiEncoder": "pt_dense.encoders.biencoder", "OnnxEncoder": "pt_dense.encoders.onnx_encoder"}
-__all__ = ["BiEncoder", "OnnxEncoder"]
+_EXPORTS = {"TorchEncoder": "pt_dense.encoders.torch_encoder", "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
+            "PromptBank": "pt_dense.encoders.bank"}
+__all__ = ["OnnxEncoder", "PromptBank", "TorchEncoder"]
 
 
 def __getattr__(name: str):

@@ -13,13 +13,9 @@ reparameterisation), whose output layer starts at zero for the same reason.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
-
-from pt_dense._hashing import state_hash
-from pt_dense.errors import InputError
+from transformers import DynamicCache
 
 
 class DeepPrompts(nn.Module):
@@ -70,8 +66,6 @@ class PromptedModel(nn.Module):
         return self.base.config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
-        from transformers import DynamicCache
-
         batch, length = input_ids.shape
         kv = self.prompts.key_values()
         cache = DynamicCache(config=self.base.config)
@@ -87,51 +81,3 @@ class PromptedModel(nn.Module):
 def prompt_state(model: PromptedModel) -> dict[str, torch.Tensor]:
     """The prompts' weights alone (what a prompt-tuned encoder saves)."""
     return {k: v.detach().clone() for k, v in model.prompts.state_dict().items()}
-
-
-class PromptBank:
-    """One frozen backbone in memory serving several tasks, each adding only its deep prompts.
-
-    ``bank.add("scifact", encoder_or_folder)`` takes the prompts of an encoder trained with :meth:`with_prompts`
-    on the same backbone (checked by hash); ``bank.task("scifact")`` is that task's encoder, with every PyTerrier
-    stage of a BiEncoder. Tasks share the backbone's weights and never touch each other's prompts, so adding a task
-    leaves every other task's vectors exactly as they were.
-    """
-
-    def __init__(self, base):
-        if base.mode != "full":
-            raise InputError(f"a prompt bank starts from a plain encoder, not one with an adapter ({base.mode})")
-        self.base = base
-        self.backbone = copy.deepcopy(base.model).eval()
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
-        self._backbone_hash = state_hash(self.backbone.state_dict())
-        self._tasks: dict[str, object] = {}
-
-    def add(self, name: str, source) -> None:
-        """Add (or replace) task ``name`` from a prompt-tuned BiEncoder or a folder saved from one."""
-        from pt_dense.encoders.biencoder import BiEncoder
-
-        encoder = source if isinstance(source, BiEncoder) else BiEncoder.from_pretrained(source)
-        if encoder.mode != "prompts":
-            raise InputError(f"task {name!r}: the encoder is not prompt-tuned (mode {encoder.mode!r}); "
-                             "train one with BiEncoder.with_prompts()")
-        if state_hash(encoder.model.base.state_dict()) != self._backbone_hash:
-            raise InputError(f"task {name!r} was trained on another backbone than this bank's {self.base.name!r}")
-        prompts = copy.deepcopy(encoder.model.prompts).to(self.base.device).eval()
-        for p in prompts.parameters():
-            p.requires_grad_(False)
-        self._tasks[name] = encoder._with_model(PromptedModel(self.backbone, prompts))
-
-    def task(self, name: str):
-        """The encoder of task ``name`` (the bank's backbone with that task's prompts)."""
-        if name not in self._tasks:
-            raise InputError(f"no task {name!r} in this bank; its tasks: {sorted(self._tasks)}")
-        return self._tasks[name]
-
-    def tasks(self) -> list[str]:
-        return sorted(self._tasks)
-
-    def __repr__(self) -> str:
-        return f"PromptBank({self.base.name!r}, tasks={self.tasks()})"
-

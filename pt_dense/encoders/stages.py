@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense._validate import clean_texts, require_columns
+from pt_dense.io.validation import clean_texts, require_columns
 
 #: DataFrame.attrs key under which a query encoder records the fingerprint of the encoder that made ``query_vec``
 ENCODER_ATTR = "pt_dense.query_encoder"

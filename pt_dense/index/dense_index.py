@@ -22,18 +22,19 @@ import pandas as pd
 import pyterrier as pt
 
 from pt_dense.errors import EncoderMismatchError, IndexFormatError
-
-FORMAT = "pt_dense.dense_index"
-FORMAT_VERSION = 1
-META_FILE, VECTORS_FILE, DOCNOS_FILE, BASE_FILE = "meta.json", "vectors.f32", "docnos.txt", "base.f32"
+from pt_dense.index.indexer import DenseIndexer
+from pt_dense.index.layout import ARTIFACT, BASE_FILE, DOCNOS_FILE, FORMAT, FORMAT_VERSION, META_FILE, VECTORS_FILE
+from pt_dense.index.refresh import refresh_index
+from pt_dense.index.retriever import DenseRetriever, make_retriever
+from pt_dense.index.scorer import VectorScorer
 
 
 class DenseIndex(pt.Artifact):
     """A dense index on disk; a factory for its indexer, retrievers and scorer."""
 
-    ARTIFACT_TYPE = "dense_index"
-    ARTIFACT_FORMAT = "pt_dense"
-    ARTIFACT_PACKAGE_HINT = "pt-dense"
+    ARTIFACT_TYPE = ARTIFACT["type"]
+    ARTIFACT_FORMAT = ARTIFACT["format"]
+    ARTIFACT_PACKAGE_HINT = ARTIFACT["package_hint"]
 
     def __init__(self, path: str | Path):
         super().__init__(Path(path).expanduser())
@@ -113,42 +114,34 @@ class DenseIndex(pt.Artifact):
 
     # ------------------------------------------------------------------ stages
     def indexer(self, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
-                total: int | None = None, corpus: str | None = None):
+                total: int | None = None, corpus: str | None = None) -> DenseIndexer:
         """Indexer consuming ``docno, doc_vec`` records (e.g. ``enc.doc_encoder() >> index.indexer()``).
 
         ``total`` (the number of documents, if known) gives the progress bar an ETA; ``corpus`` (what
         ``datasets.load`` opens the collection with) is recorded so a corrector can fetch the texts it re-encodes.
         """
-        from pt_dense.index.indexer import DenseIndexer
-
         return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress, total=total,
                             corpus=corpus)
 
-    def retriever(self, k: int = 1000, kind: str = "flat", **params):
+    def retriever(self, k: int = 1000, kind: str = "flat", **params) -> DenseRetriever:
         """First-stage retriever ``qid, query_vec -> docno, score, rank``: ``kind="flat"`` (exact) or ``"hnsw"``.
 
         HNSW params: ``M`` (32), ``ef_construction`` (200), ``ef_search`` (max(128, k)); the graph is built once and
         cached in the index folder.
         """
-        from pt_dense.index.retriever import make_retriever
-
         return make_retriever(self, k=k, kind=kind, **params)
 
-    def scorer(self, missing: str = "error"):
+    def scorer(self, missing: str = "error") -> VectorScorer:
         """Re-ranker ``qid, query_vec, docno -> score, rank`` from the stored vectors (no document is re-encoded).
 
         ``missing="error"`` refuses candidates the index lacks; ``"drop"`` removes them.
         """
-        from pt_dense.index.scorer import VectorScorer
-
         return VectorScorer(self, missing=missing)
 
     def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                 keep_fresh_sample: bool = True) -> DenseIndex:
         """Stand this index for the corrector's encoder without re-encoding: every vector becomes h(base vector)
         (see :mod:`pt_dense.index.refresh`); in place by default, or written to ``path``."""
-        from pt_dense.index.refresh import refresh_index
-
         return refresh_index(self, corrector, path, overwrite=overwrite, keep_fresh_sample=keep_fresh_sample)
 
     @property

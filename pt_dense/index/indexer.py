@@ -7,14 +7,18 @@ import math
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyterrier as pt
 
-from pt_dense._atomic import atomic_dir
 from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError, MissingColumnsError
-from pt_dense.index.dense_index import DOCNOS_FILE, FORMAT, FORMAT_VERSION, META_FILE, VECTORS_FILE, DenseIndex
+from pt_dense.index.layout import ARTIFACT, ARTIFACT_FILE, DOCNOS_FILE, FORMAT, FORMAT_VERSION, META_FILE, VECTORS_FILE
+from pt_dense.io.atomic import atomic_dir
+
+if TYPE_CHECKING:
+    from pt_dense.index.dense_index import DenseIndex
 
 NORM_TOLERANCE = 1e-3
 
@@ -58,9 +62,7 @@ class DenseIndexer(pt.Indexer):
                 **({"corpus": self.corpus} if self.corpus else {}),
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            artifact = {"type": DenseIndex.ARTIFACT_TYPE, "format": DenseIndex.ARTIFACT_FORMAT,
-                        "package_hint": DenseIndex.ARTIFACT_PACKAGE_HINT}
-            (tmp / "pt_meta.json").write_text(json.dumps(artifact))
+            (tmp / ARTIFACT_FILE).write_text(json.dumps(ARTIFACT))
         for attr in ("meta", "vectors", "docnos", "docno_lookup"):
             self.index_ref.__dict__.pop(attr, None)
         return self.index_ref

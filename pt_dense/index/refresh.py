@@ -14,12 +14,16 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pt_dense._atomic import atomic_dir
 from pt_dense.errors import EncoderMismatchError, InputError
-from pt_dense.index.dense_index import BASE_FILE, DOCNOS_FILE, META_FILE, VECTORS_FILE, DenseIndex
+from pt_dense.index.layout import ARTIFACT_FILE, BASE_FILE, DOCNOS_FILE, META_FILE, VECTORS_FILE
+from pt_dense.io.atomic import atomic_dir
+
+if TYPE_CHECKING:
+    from pt_dense.index.dense_index import DenseIndex
 
 CHUNK = 65536
 
@@ -44,7 +48,7 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
     with atomic_dir(dest, overwrite=overwrite or in_place) as tmp:
         shutil.copyfile(base_file, tmp / BASE_FILE)
         shutil.copyfile(index.path / DOCNOS_FILE, tmp / DOCNOS_FILE)
-        shutil.copyfile(index.path / "pt_meta.json", tmp / "pt_meta.json")
+        shutil.copyfile(index.path / ARTIFACT_FILE, tmp / ARTIFACT_FILE)
         rows, fresh = corrector.fresh_positions(index.docno_lookup)
         if not keep_fresh_sample:
             rows, fresh = rows[:0], fresh[:0]
@@ -65,7 +69,7 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
         }
         (tmp / META_FILE).write_text(json.dumps(new_meta, indent=2))
         del base
-    refreshed = index if in_place else DenseIndex(dest)
+    refreshed = index if in_place else type(index)(dest)
     for attr in ("meta", "vectors", "docnos", "docno_lookup"):
         refreshed.__dict__.pop(attr, None)
     return refreshed

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense._atomic import atomic_file
-from pt_dense._validate import require_columns, stack_vectors
 from pt_dense.encoders.stages import ENCODER_ATTR
 from pt_dense.errors import InputError
-from pt_dense.index.dense_index import DenseIndex
+from pt_dense.io.atomic import atomic_file
+from pt_dense.io.validation import require_columns, stack_vectors
+
+if TYPE_CHECKING:
+    from pt_dense.index.dense_index import DenseIndex
 
 #: vectors searched per exact-search pass; bounds memory for indexes larger than RAM
 FLAT_CHUNK_ROWS = 1 << 20
@@ -136,8 +139,21 @@ def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docno
     return out
 
 
+#: retriever kinds by name: ``index.retriever(kind=...)`` looks here; a new kind (a FAISS structure) extends the
+#: table with :func:`register_retriever_kind`, and every stage that takes ``kind=`` gets it
+RETRIEVER_KINDS: dict[str, type[DenseRetriever]] = {"flat": DenseRetriever, "hnsw": HnswRetriever}
+
+
+def register_retriever_kind(name: str, retriever: type[DenseRetriever]) -> None:
+    """Make ``index.retriever(kind=name)`` build ``retriever(index, k=k, **params)``."""
+    RETRIEVER_KINDS[name] = retriever
+
+
 def make_retriever(index: DenseIndex, k: int, kind: str, **params) -> DenseRetriever:
-    kinds = {"flat": DenseRetriever, "hnsw": HnswRetriever}
-    if kind not in kinds:
-        raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(kinds)}")
-    return kinds[kind](index, k=k, **params)
+    """The retriever of ``kind`` over ``index`` (see :data:`RETRIEVER_KINDS`)."""
+    if kind not in RETRIEVER_KINDS:
+        raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(RETRIEVER_KINDS)}")
+    try:
+        return RETRIEVER_KINDS[kind](index, k=k, **params)
+    except TypeError as err:
+        raise InputError(f"retriever kind {kind!r} does not take {sorted(params)}: {err}") from err

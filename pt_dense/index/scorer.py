@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense._validate import require_columns, stack_vectors
 from pt_dense.encoders.stages import ENCODER_ATTR
 from pt_dense.errors import InputError
-from pt_dense.index.dense_index import DenseIndex
+from pt_dense.io.validation import require_columns, stack_vectors
+
+if TYPE_CHECKING:
+    from pt_dense.index.dense_index import DenseIndex
 
 REQUIRED = ("qid", "query_vec", "docno")
 SCORE_CHUNK = 1 << 16
@@ -52,19 +56,25 @@ class VectorScorer(pt.Transformer):
                     "index the same collection as the first stage, or use index.scorer(missing='drop')"
                 )
             inp, rows = inp[rows >= 0], rows[rows >= 0]
-        out = inp.assign(score=self._scores(inp, rows))
+        codes, first = first_per_qid(inp["qid"])
+        queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
+        out = inp.assign(score=self.score_rows(queries, codes, rows))
         out = pt.model.add_ranks(out)
         return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
 
-    def _scores(self, inp: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
-        """Dot products, one query vector per qid, in bounded-memory chunks of candidates."""
-        codes, first = first_per_qid(inp["qid"])
-        queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
-        scores = np.empty(len(rows), dtype=np.float32)
-        for start in range(0, len(rows), SCORE_CHUNK):
-            part = slice(start, start + SCORE_CHUNK)
-            scores[part] = np.einsum("ij,ij->i", queries[codes[part]], self.index.vectors[rows[part]])
-        return scores
+    def score_rows(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The score of each candidate: query ``queries[query_pos[i]]`` against stored row ``rows[i]`` (here their
+        dot product; a subclass may score otherwise, e.g. PEFA)."""
+        return dot_rows(self.index.vectors, queries, query_pos, rows)
+
+
+def dot_rows(vectors: np.ndarray, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``<queries[query_pos[i]], vectors[rows[i]]>`` for every i, in bounded-memory chunks of candidates."""
+    scores = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), SCORE_CHUNK):
+        part = slice(start, start + SCORE_CHUNK)
+        scores[part] = np.einsum("ij,ij->i", queries[query_pos[part]], vectors[rows[part]])
+    return scores
 
 
 def first_per_qid(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,30 @@
 - :mod:`~pt_dense.scaling.measure`: contrastive log-likelihood L, as a function, a candidates stage and an
   ir_measures measure for ``pt.Experiment``;
 - :mod:`~pt_dense.scaling.laws`: power-law fits in model size N and annotations D, and budget planning;
-- :mod:`~pt_dense.scaling.grid`: the grid of (model size, annotations) cells behind ``pt-dense scaling run``.
+- :mod:`~pt_dense.scaling.grid`: the grid of (model size, annotations) cells behind ``pt-dense scaling run``;
+- :mod:`~pt_dense.scaling.run`: the other ``pt-dense scaling`` steps (measure one encoder, fit a grid's law).
+
+Names are imported lazily, so reading :class:`GridConfig` (the CLI's defaults) does not import torch.
 """
 
-from pt_dense.scaling.grid import GridConfig, load_cells, non_embedding_parameters, run_grid, truncated_encoder
-from pt_dense.scaling.laws import BudgetPlan, ScalingLaw, fit_law
-from pt_dense.scaling.measure import CLL, ContrastiveCandidates, contrastive_candidates, contrastive_loglik
+from __future__ import annotations
 
-__all__ = [
-    "CLL", "BudgetPlan", "ContrastiveCandidates", "GridConfig", "ScalingLaw", "contrastive_candidates",
-    "contrastive_loglik", "fit_law", "load_cells", "non_embedding_parameters", "run_grid", "truncated_encoder",
-]
+import importlib
+
+_EXPORTS = {
+    "GridConfig": "config", "load_cells": "grid", "non_embedding_parameters": "grid", "run_grid": "grid",
+    "truncated_encoder": "grid", "BudgetPlan": "laws", "ScalingLaw": "laws", "fit_law": "laws", "CLL": "measure",
+    "ContrastiveCandidates": "measure", "contrastive_candidates": "measure", "contrastive_loglik": "measure",
+    "fit_grid": "run", "measure_encoder": "run",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"pt_dense.scaling.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'pt_dense.scaling' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -15,31 +15,19 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
+from pt_dense import datasets
 from pt_dense.errors import InputError
-
-
-@dataclass
-class GridConfig:
-    data: str
-    model: str = "minilm"
-    layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6])
-    annotations: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000])
-    train_split: str = "train"
-    test_split: str = "test"
-    steps: int = 62  # every cell trains this many steps (small subsets repeat): the same optimisation, less data
-    batch_size: int = 32
-    lr: float = 1e-4
-    temperature: float = 0.05
-    query_max_length: int = 32
-    doc_max_length: int = 128
-    negatives: int = 256
-    seed: int = 0
+from pt_dense.io.atomic import atomic_file
+from pt_dense.scaling.config import GridConfig
+from pt_dense.scaling.measure import contrastive_loglik
+from pt_dense.training.biencoder import BiEncoder
 
 
 def truncated_encoder(base, layers: int):
@@ -50,8 +38,7 @@ def truncated_encoder(base, layers: int):
     model = copy.deepcopy(base.model)
     _set_layer_stack(model, torch.nn.ModuleList(list(_layer_stack(model))[:layers]))
     model.config.num_hidden_layers = layers
-    return type(base)(model, base.tokenizer, **base.settings(), batch_size=base.batch_size,
-                      name=f"{base.name}[:{layers} layers]", device=base.device)
+    return base.with_model(model, name=f"{base.name}[:{layers} layers]")
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
@@ -70,18 +57,10 @@ def annotation_pairs(qrels: pd.DataFrame, topics: pd.DataFrame, docnos: set[str]
 
 def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list[dict]:
     """Train and measure every missing cell of the grid; returns all cells (cached and new), smallest first."""
-    from tqdm.auto import tqdm
-
-    from pt_dense import datasets
-    from pt_dense._atomic import atomic_file
-    from pt_dense.encoders.biencoder import BiEncoder
-    from pt_dense.scaling.measure import contrastive_loglik
-    from pt_dense.training.negatives import doc_texts
-
     out = Path(out)
     _check_settings(config, out)
     data = datasets.load(config.data)
-    texts = doc_texts(data)
+    texts = datasets.doc_texts(data)
     train_topics = data.topics(config.train_split)
     pairs = annotation_pairs(data.qrels(config.train_split), train_topics, set(texts), config.seed)
     too_many = [d for d in config.annotations if d > len(pairs)]
@@ -129,8 +108,6 @@ def load_cells(out: str | Path) -> list[dict]:
 
 def _check_settings(config: GridConfig, out: Path) -> None:
     """Record the settings on the first run; refuse to mix cells made under other settings."""
-    from pt_dense._atomic import atomic_file
-
     settings = {k: v for k, v in asdict(config).items() if k not in ("layers", "annotations")}
     file = out / "grid.json"
     if file.exists():

@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from pt_dense.errors import InputError
+from pt_dense.report import save_figure, write_json
 
 Kind = Literal["N", "D", "ND"]
 PARAMS: dict[str, tuple[str, ...]] = {"N": ("A", "alpha", "delta"), "D": ("B", "beta", "delta"),
@@ -215,16 +216,12 @@ class ScalingLaw:
         ax.set_title(title or f"L({', '.join(self.kind)}): R^2 = {self.r2:.3f}{held}", fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(which="both", alpha=0.25)
-        from pt_dense.report import save_figure
-
         return save_figure(fig, path)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"max_holdout_error": self.max_holdout_error}
 
     def save(self, path: str | Path) -> Path:
-        from pt_dense.report import write_json
-
         write_json(path, self.to_dict())
         return Path(path)
 

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense._hashing import seeded_rng
-from pt_dense._validate import require_columns
+from pt_dense.datasets import doc_texts, judged_positives
 from pt_dense.errors import InputError
+from pt_dense.io.hashing import seeded_rng
+from pt_dense.io.validation import require_columns
 
 DEFAULT_NEGATIVES = 256
 DEFAULT_TEMPERATURE = 0.05
@@ -52,13 +53,6 @@ def sample_negatives(qid: str, docnos: np.ndarray, positives: set[str], n: int, 
     return [d for d in drawn if d not in positives][:n]
 
 
-def judged_positives(qrels: pd.DataFrame) -> dict[str, set[str]]:
-    """qid -> docnos judged relevant (label > 0)."""
-    require_columns(qrels.columns, ("qid", "docno", "label"), "qrels")
-    judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
-    return {qid: set(group["docno"]) for qid, group in judged.groupby("qid", sort=False)}
-
-
 class ContrastiveCandidates(pt.Transformer):
     """``qid, query`` -> one row per judged positive and per sampled negative, with ``docno`` and ``text``.
 
@@ -67,8 +61,6 @@ class ContrastiveCandidates(pt.Transformer):
     """
 
     def __init__(self, corpus, qrels: pd.DataFrame, negatives: int = DEFAULT_NEGATIVES, seed: int = 0):
-        from pt_dense.training.negatives import doc_texts
-
         if negatives < 1:
             raise InputError(f"negatives must be at least 1, not {negatives}")
         self.texts = doc_texts(corpus)

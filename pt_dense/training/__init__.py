@@ -1,1 +1,27 @@
-"""Training: the contrastive loss, negative sources and the loop behind ``BiEncoder.fit``."""
+"""Training: the BiEncoder (a TorchEncoder with ``fit``), the loop, losses and negative sources (each a table by
+name), cached negatives that follow the encoder, intermediate pretraining, and whole runs on a collection.
+
+Names are imported lazily, so that ``pt_dense.training`` costs nothing until one is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "BiEncoder": "biencoder", "fit": "trainer", "TrainConfig": "trainer", "LOSSES": "losses",
+    "register_loss": "losses", "NEGATIVE_SOURCES": "sources", "register_negative_source": "sources",
+    "CachedNegatives": "cached", "CorrectedNegatives": "cached", "pretrain": "pretrain",
+    "train_collection": "run", "pretrain_collection": "run", "adapted_encoder": "run",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"pt_dense.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'pt_dense.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

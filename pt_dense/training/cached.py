@@ -20,9 +20,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from pt_dense._hashing import seeded_rng
+from pt_dense.corrector import Corrector
+from pt_dense.datasets import doc_texts
 from pt_dense.errors import InputError
-from pt_dense.training.negatives import NegativeSource, doc_texts
+from pt_dense.io.hashing import seeded_rng
+from pt_dense.training.negatives import NegativeSource
 
 POLICIES = ("stale", "corrected", "reencode")
 
@@ -58,6 +60,9 @@ class CachedNegatives(NegativeSource):
         return f"cached({self.policy}, sample={self.sample_size})" if self.policy == "corrected" else \
             f"cached({self.policy})"
 
+    def report(self) -> dict:
+        return {"source": self.describe(), "reencoded": self.reencoded, "refreshes": self.refreshes}
+
     def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
         self._topics, self._positives = topics[["qid", "query"]].reset_index(drop=True), positives
 
@@ -72,8 +77,6 @@ class CachedNegatives(NegativeSource):
 
     def _documents(self, encoder, refresh: bool) -> np.ndarray:
         """The cache's document vectors for this epoch, refreshed by the policy."""
-        from pt_dense.corrector import Corrector
-
         base = np.asarray(self.index.base_vectors)
         if not refresh or self.policy == "stale":
             return base

@@ -9,19 +9,26 @@
   and the frozen dense model) mined once per collection and topics, stored in the cache, and shared by every model
   trained on that data, so that models compare on the same negatives.
 
-Sampling is seeded by (seed, epoch, qid): the same run draws the same negatives, resumed or not.
+Sampling is seeded by (seed, epoch, qid): the same run draws the same negatives, resumed or not. Sources are
+chosen by name through the table in :mod:`pt_dense.training.sources`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from pt_dense._atomic import atomic_file
+from pt_dense.bm25 import BM25
+from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
+from pt_dense.fusion import rrf
+from pt_dense.index.cached import cached_index
+from pt_dense.io.atomic import atomic_file
+from pt_dense.io.cache import cache_dir, collection_key
 
 
 class NegativeSource:
@@ -40,6 +47,10 @@ class NegativeSource:
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def report(self) -> dict:
+        """What the source did during training (recorded in fit's history)."""
+        return {"source": self.describe()}
 
 
 class InBatch(NegativeSource):
@@ -117,23 +128,13 @@ def mine_unified(corpus, topics: pd.DataFrame, path: str | Path | None = None, *
     """The unified negatives file of ``topics`` over ``corpus``: mined by RRF(BM25, ``encoder``) (default: the
     packaged MiniLM, frozen) unless it exists. Without ``path`` it lives in the cache under a name made of the
     collection, the encoder's fingerprint and the topics, so every model trained on the same data reads one file."""
-    import hashlib
-
-    from pt_dense import evaluation
-    from pt_dense._cache import cache_dir, collection_key
-    from pt_dense.bm25 import BM25
-    from pt_dense.fusion import rrf
-
-    if encoder is None:
-        from pt_dense.encoders.biencoder import BiEncoder
-
-        encoder = BiEncoder.from_pretrained("minilm")
+    encoder = encoder or TorchEncoder.from_pretrained("minilm")
     if path is None:
         qids = hashlib.blake2b("\n".join(sorted(topics["qid"].astype(str))).encode(), digest_size=6).hexdigest()
         path = cache_dir() / "negatives" / f"{collection_key(corpus)}-{encoder.fingerprint[:12]}-{qids}-{depth}.tsv"
     path = Path(path)
     if not path.exists():
-        dense = encoder.query_encoder() >> evaluation.dense_index(corpus, encoder).retriever(k=depth + 20)
+        dense = encoder.query_encoder() >> cached_index(corpus, encoder).retriever(k=depth + 20)
         mine(rrf(BM25(corpus, num_results=depth + 20), dense, num_results=depth + 20), topics, path, depth=depth)
     return path
 
@@ -157,48 +158,3 @@ def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) ->
 def ranked_lists(results: pd.DataFrame) -> dict[str, list[str]]:
     ordered = results.sort_values(["qid", "rank"], kind="stable") if "rank" in results else results
     return {str(qid): list(group["docno"].astype(str)) for qid, group in ordered.groupby("qid", sort=False)}
-
-
-def resolve(negatives, corpus=None, n: int = 1, depth: int = 100) -> NegativeSource:
-    """Turn ``fit``'s ``negatives=`` argument into a NegativeSource.
-
-    Accepts a NegativeSource, ``"in-batch"``, ``"bm25"`` (Lucene BM25 over ``corpus``), ``"unified"`` (RRF of BM25
-    and the frozen MiniLM over ``corpus``, mined once and cached), a PyTerrier retriever, or the path of a mined file.
-    """
-    import pyterrier as pt
-
-    if isinstance(negatives, NegativeSource):
-        return negatives
-    if negatives in (None, "in-batch", "inbatch"):
-        return InBatch()
-    if negatives == "bm25":
-        if corpus is None or not hasattr(corpus, "corpus_iter"):
-            raise InputError("negatives='bm25' needs corpus= a dataset (with corpus_iter) to index")
-        from pt_dense.bm25 import BM25
-
-        return RetrieverNegatives(BM25(corpus, num_results=depth + 20), n=n, depth=depth)
-    if negatives == "unified":
-        if corpus is None or not hasattr(corpus, "corpus_iter"):
-            raise InputError("negatives='unified' needs corpus= a dataset (with corpus_iter) to index")
-        return UnifiedNegatives(corpus, n=n, depth=depth)
-    if isinstance(negatives, pt.Transformer):
-        return RetrieverNegatives(negatives, n=n, depth=depth)
-    if isinstance(negatives, (str, Path)) and Path(negatives).exists():
-        return FileNegatives(negatives, n=n, depth=depth)
-    raise InputError(f"unknown negatives {negatives!r}: use 'in-batch', 'bm25', 'unified', a PyTerrier retriever, "
-                     "a mined file path or a NegativeSource")
-
-
-def positives_by_qid(qrels: pd.DataFrame) -> dict[str, set[str]]:
-    judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
-    return {qid: set(group["docno"]) for qid, group in judged.groupby("qid")}
-
-
-def doc_texts(corpus) -> dict[str, str]:
-    """docno -> text from a dataset (``corpus_iter``), an iterable of dicts, or a mapping."""
-    if isinstance(corpus, Mapping):
-        return dict(corpus)
-    records = corpus.corpus_iter() if hasattr(corpus, "corpus_iter") else corpus
-    if records is None:
-        raise InputError("fit needs corpus= (a dataset, a list of {'docno','text'} dicts or a docno->text dict)")
-    return {str(r["docno"]): r["text"] for r in records}

@@ -1,4 +1,4 @@
-"""The training loop behind ``BiEncoder.fit``: batches, the contrastive loss, checkpoints, resume, validation, DDP.
+"""The training loop behind ``BiEncoder.fit``: batches, the loss, checkpoints, resume, validation, DDP.
 
 Determinism: the order of each epoch, the positive each query uses and its sampled negatives depend only on
 (seed, epoch), and checkpoints carry the optimiser, scheduler and RNG states, so a run that is killed and resumed
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,25 +19,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
 
-from pt_dense._atomic import atomic_dir
+from pt_dense.datasets import doc_texts, judged_positives
 from pt_dense.errors import InputError
-from pt_dense.training.loss import contrastive_loss
-from pt_dense.training.negatives import NegativeSource, doc_texts, positives_by_qid, resolve
-
-#: per-mode defaults (Lee et al. 2023 for LoRA and full fine-tuning; DPTDR for deep prompts)
-MODE_DEFAULTS = {
-    "lora": {"lr": 2e-4},
-    "full": {"lr": 2e-5},
-    "prompts": {"lr": 7e-3},
-}
+from pt_dense.io.atomic import atomic_dir
+from pt_dense.metrics import exact_scores
+from pt_dense.training.losses import make_loss
+from pt_dense.training.negatives import NegativeSource
+from pt_dense.training.sources import resolve
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
-    lr: float | None = None  # None: the mode's default
+    lr: float | None = None  # None: the adapter's default
+    loss: str = "contrastive"  # a name registered in pt_dense.training.losses
     temperature: float = 0.05
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 42
     n_negatives: int = 1
     negative_depth: int = 100
+    negative_settings: dict = field(default_factory=dict)  # passed to the negative source (e.g. cache: sample, every)
     each_positive: bool = False  # True: every (query, judged positive) pair is an example of each epoch
     query_max_length: int | None = None  # lengths used in training only; the encoder keeps its own for inference
     doc_max_length: int | None = None
@@ -66,14 +67,15 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
         known = sorted(TrainConfig.__dataclass_fields__)
         raise InputError(f"unknown training settings {sorted(unknown)}; known: {known}")
     cfg = TrainConfig(**settings)
-    cfg.lr = cfg.lr if cfg.lr is not None else MODE_DEFAULTS[encoder.mode]["lr"]
+    cfg.lr = cfg.lr if cfg.lr is not None else encoder.adapter.default_lr
+    loss_fn = make_loss(cfg.loss, temperature=cfg.temperature)
     if cfg.resume and not cfg.checkpoint_dir:
         raise InputError("resume=True needs checkpoint_dir=")
     world, rank = _init_distributed()
     if cfg.batch_size % world:
         raise InputError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({world})")
 
-    positives = positives_by_qid(qrels)
+    positives = judged_positives(qrels)
     topics = topics.astype({"qid": str})
     topics = topics[topics["qid"].isin(positives)].drop_duplicates("qid").reset_index(drop=True)
     if len(topics) == 0:
@@ -82,9 +84,9 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     missing = {d for docs in positives.values() for d in docs} - set(texts)
     positives = {q: {d for d in docs if d in texts} for q, docs in positives.items()}
     topics = topics[topics["qid"].map(lambda q: bool(positives.get(q)))].reset_index(drop=True)
-    source: NegativeSource = resolve(negatives, corpus, n=cfg.n_negatives, depth=cfg.negative_depth)
+    source: NegativeSource = resolve(negatives, corpus, encoder, n=cfg.n_negatives, depth=cfg.negative_depth,
+                                     **cfg.negative_settings)
     source.prepare(topics, positives)
-    n_neg = source.n
 
     inference_lengths = encoder.query_max_length, encoder.doc_max_length  # restored after training
     encoder.query_max_length = cfg.query_max_length or encoder.query_max_length
@@ -113,8 +115,6 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     if missing and rank == 0:
         print(f"pt_dense: {len(missing)} judged documents are not in the corpus and are skipped")
 
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, initial=state["step"], desc=f"training ({encoder.mode}, {source.describe()})",
                unit="step", disable=not cfg.progress or rank != 0)
     encoder.model.train()
@@ -122,7 +122,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     try:
         while state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
-            batches = _epoch_batches(topics, positives, cfg, epoch)
+            batches = epoch_batches(topics, positives, cfg, epoch)
             for index in range(state["step"] - epoch * steps_per_epoch, steps_per_epoch):
                 if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                     return state["history"]
@@ -130,8 +130,8 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                 source.update(encoder, state["step"], epoch)
                 for micro in batches[index * cfg.grad_accum : (index + 1) * cfg.grad_accum]:
                     part = micro[rank::world] if world > 1 else micro
-                    loss += _step_loss(encoder, part, texts, positives, source, n_neg, cfg, epoch) / cfg.grad_accum
-                _sync_gradients(params, world)
+                    loss += batch_loss(encoder, part, texts, positives, source, cfg, epoch, loss_fn) / cfg.grad_accum
+                sync_gradients(params, world)
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -166,10 +166,11 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
             t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
             if isinstance(t, torch.Tensor))
     state["history"]["best"] = state["best"]
+    state["history"]["negatives"] = source.report()
     return state["history"]
 
 
-def _epoch_batches(topics: pd.DataFrame, positives: dict[str, set[str]], cfg: TrainConfig,
+def epoch_batches(topics: pd.DataFrame, positives: dict[str, set[str]], cfg: TrainConfig,
                    epoch: int) -> list[list[tuple[str, str, str]]]:
     """(qid, query, positive docno) micro-batches of one epoch, a pure function of (seed, epoch).
 
@@ -183,7 +184,12 @@ def _epoch_batches(topics: pd.DataFrame, positives: dict[str, set[str]], cfg: Tr
     return [rows[i : i + cfg.batch_size] for i in range(0, full, cfg.batch_size)]  # a ragged tail is dropped
 
 
-def _step_loss(encoder, batch, texts, positives, source, n_neg, cfg, epoch) -> float:
+def batch_loss(encoder, batch: list[tuple[str, str, str]], texts: dict[str, str], positives: dict[str, set[str]],
+               source: NegativeSource, cfg: TrainConfig, epoch: int, loss_fn: torch.nn.Module | None = None) -> float:
+    """Loss of one (micro-)batch of (qid, query, positive docno), its gradients accumulated (scaled by
+    ``grad_accum``); the loss is ``cfg.loss`` unless ``loss_fn`` is given."""
+    loss_fn = loss_fn or make_loss(cfg.loss, temperature=cfg.temperature)
+    n_neg = source.n
     docs: list[str] = []
     for qid, _, pos in batch:
         negs = source.sample(qid, positives[qid], n_neg, cfg.seed, epoch) if n_neg else []
@@ -192,15 +198,13 @@ def _step_loss(encoder, batch, texts, positives, source, n_neg, cfg, epoch) -> f
     q = encoder.embed([b[1] for b in batch], "query")
     d = encoder.embed([texts[x] for x in docs], "doc")
     group_pos = [positives[qid] for qid, _, _ in batch]
-    loss = contrastive_loss(q, d, temperature=cfg.temperature, doc_ids=docs, positives=group_pos)
+    loss = loss_fn(q, d, doc_ids=docs, positives=group_pos)
     (loss / cfg.grad_accum).backward()
     return float(loss.detach())
 
 
 def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str, str], cfg: TrainConfig) -> float:
     """nDCG@10 of dense retrieval over a pool: the judged documents plus a fixed random sample of the corpus."""
-    from pt_dense.evaluation import exact_scores
-
     judged = set(qrels["docno"].astype(str)) & set(texts)
     rng = random.Random(f"{cfg.seed}/valid")
     others = sorted(set(texts) - judged)
@@ -212,8 +216,6 @@ def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str
 
 # ---------------------------------------------------------------------- distributed
 def _init_distributed() -> tuple[int, int]:
-    import torch.distributed as dist
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if dist.is_available() and dist.is_initialized():
@@ -221,12 +223,10 @@ def _init_distributed() -> tuple[int, int]:
     return 1, 0
 
 
-def _sync_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+def sync_gradients(params: list[torch.nn.Parameter], world: int) -> None:
     """Average gradients over ranks (what DDP does), so every rank takes the same step."""
     if world == 1:
         return
-    import torch.distributed as dist
-
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -257,8 +257,6 @@ def _save_checkpoint(root: str, encoder, optimizer, scheduler, state: dict, rank
                             "torch": torch.get_rng_state()}}, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
     for old in sorted(root.glob("step-*"))[:-2]:  # keep the last two
-        import shutil
-
         shutil.rmtree(old, ignore_errors=True)
 
 

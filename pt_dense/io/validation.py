@@ -11,12 +11,14 @@ from pt_dense.errors import InputError, MissingColumnsError
 
 
 def require_columns(columns: Iterable[str], required: Sequence[str], stage: object) -> None:
-    """Raise :class:`MissingColumnsError` naming the columns of ``required`` that ``columns`` lacks."""
+    """Raise :class:`MissingColumnsError` naming the columns of ``required`` that ``columns`` lacks; ``stage`` is the
+    stage (or, as a string, the name of the frame) that needs them."""
     present = set(columns)
     missing = [c for c in required if c not in present]
     if missing:
+        name = stage if isinstance(stage, str) else type(stage).__name__
         raise MissingColumnsError(
-            f"{type(stage).__name__} needs the column(s) {missing} but its input has {sorted(present)}; "
+            f"{name} needs the column(s) {missing} but its input has {sorted(present)}; "
             f"put a stage that produces them before it (e.g. a retriever for 'docno', an encoder for '*_vec')"
         )
 

@@ -13,7 +13,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
+from torch import nn
+
+
+class ContrastiveLoss(nn.Module):
+    """:func:`contrastive_loss` as a module with its configuration (the trainer's default loss, ``"contrastive"``)."""
+
+    name = "contrastive"
+
+    def __init__(self, temperature: float = 0.05):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, not {temperature}")
+        self.temperature = temperature
+
+    def config(self) -> dict:
+        return {"name": self.name, "temperature": self.temperature}
+
+    def forward(self, queries: torch.Tensor, docs: torch.Tensor, *, doc_ids: Sequence[str] | None = None,
+                positives: Sequence[set[str]] | None = None) -> torch.Tensor:
+        return contrastive_loss(queries, docs, temperature=self.temperature, doc_ids=doc_ids, positives=positives)
 
 
 def contrastive_loss(
@@ -35,9 +57,6 @@ def contrastive_loss(
     world, rank = _world()
     local_queries = queries.shape[0]
     if world > 1:
-        import torch.distributed as dist
-        import torch.distributed.nn.functional as dist_nn
-
         docs = torch.cat(dist_nn.all_gather(docs), dim=0)
         if doc_ids is not None:
             gathered: list = [None] * world
@@ -59,8 +78,6 @@ def contrastive_loss(
 
 
 def _world() -> tuple[int, int]:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0

@@ -1,13 +1,14 @@
-"""BiEncoder: a Hugging Face model + tokenizer + pooling + normalisation that turns texts into vectors.
+"""TorchEncoder: a Hugging Face model + tokenizer + pooling + normalisation that turns texts into vectors (PyTorch).
 
 One model serves both sides; queries and documents differ only by their max length and optional text prefix.
 Inference sorts texts by token length, pads per batch, runs under ``torch.inference_mode()`` and restores the input
-order, so the cost of padding is paid only once per length bucket.
+order, so the cost of padding is paid only once per length bucket. What trains (every weight, LoRA, deep prompts)
+is an :class:`~pt_dense.encoders.adapters.Adapter` object; training itself lives a floor above
+(:class:`pt_dense.training.TorchEncoder` adds ``fit``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,25 +18,27 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 import torch
+from transformers import AutoModel, AutoTokenizer
 
-from pt_dense._hashing import state_hash
+from pt_dense.encoders.adapters import Adapter, Lora, Prompts, adapter_from_config, is_adapter_folder
 from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
 from pt_dense.encoders.stages import StageFactory
-from pt_dense.errors import InputError
+from pt_dense.errors import InputError, MissingColumnsError
+from pt_dense.io.atomic import atomic_dir
+from pt_dense.io.hashing import state_hash
 from pt_dense.models import resolve_model
 
 Pooling = Literal["mean", "cls"]
 Side = Literal["query", "doc"]
 
 CONFIG_FILE = "pt_dense_encoder.json"
-PROMPTS_FILE = "prompts.pt"
 
 
-class BiEncoder(StageFactory, pt.Estimator):
-    """A shared-weight bi-encoder; see :meth:`from_pretrained` to build one.
+class TorchEncoder(StageFactory, pt.Transformer):
+    """A shared-weight bi-encoder on PyTorch; see :meth:`from_pretrained` to build one.
 
     As a PyTerrier stage it encodes whatever its input holds (``query`` -> ``query_vec``, ``text`` -> ``doc_vec``,
-    both -> ``score``); as an Estimator, :meth:`fit` trains it (fully, or only a LoRA adapter: :meth:`with_lora`).
+    both -> ``score``). :meth:`with_lora` and :meth:`with_prompts` give a copy whose adapter alone trains.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class BiEncoder(StageFactory, pt.Estimator):
         name: str | None = None,
         device: str | torch.device | None = None,
         autocast: str | None = None,
+        adapter: Adapter | None = None,
     ):
         if pooling not in ("mean", "cls"):
             raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
@@ -72,41 +76,32 @@ class BiEncoder(StageFactory, pt.Estimator):
         self.batch_size = batch_size
         self.autocast = autocast  # inference in bfloat16 (faster on CPUs with AVX512-BF16/AMX; vectors differ ~1e-3)
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.adapter = adapter or Adapter()
         self._fingerprint: str | None = None
         self._base_source: str | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "minilm", **settings) -> BiEncoder:
+    def from_pretrained(cls, name_or_path: str = "minilm", **settings) -> TorchEncoder:
         """Load a packaged short name (``"minilm"``), a local HF folder, or a hub id (when online).
 
         Pooling, normalisation and max length are read from a sentence-transformers folder when present
         (``1_Pooling/config.json``, ``modules.json``, ``sentence_bert_config.json``) or from a folder saved by
         :meth:`save`; keyword ``settings`` override them.
         """
-        from transformers import AutoModel, AutoTokenizer
-
-        source = str(name_or_path) if _is_adapter_folder(name_or_path) else resolve_model(name_or_path)
-        defaults = _read_folder_settings(Path(source)) if Path(source).is_dir() else {}
+        source = str(name_or_path) if is_adapter_folder(name_or_path) else resolve_model(name_or_path)
+        saved = _read_folder_settings(Path(source)) if Path(source).is_dir() else {}
+        defaults = {k: v for k, v in saved.items() if k not in ("base", "mode", "adapter", "prompts")}
         defaults.setdefault("name", name_or_path)
-        base = defaults.pop("base", None)
         defaults.update(settings)
-        prompts = defaults.pop("prompts", None)
-        if _is_adapter_folder(source):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
-            base_source = Path(source) / "base" if (Path(source) / "base").is_dir() else resolve_model(base)
-            backbone = AutoModel.from_pretrained(base_source)
-            if prompts is not None:
-                from pt_dense.encoders.prompts import DeepPrompts, PromptedModel
-
-                model = PromptedModel(backbone, DeepPrompts.for_model(backbone.config, prompts["length"],
-                                                                      prompts["reparam"]))
-                model.prompts.load_state_dict(torch.load(Path(source) / PROMPTS_FILE, weights_only=True))
-            else:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(backbone, source, is_trainable=True)
-            encoder = cls(model, AutoTokenizer.from_pretrained(source), **defaults)
-            encoder._base_source = base if base is not None and not (Path(source) / "base").is_dir() else None
+        if is_adapter_folder(source):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
+            base = saved.get("base")
+            stored_base = (Path(source) / "base").is_dir()
+            backbone = AutoModel.from_pretrained(Path(source) / "base" if stored_base else resolve_model(base))
+            adapter = adapter_from_config(saved, Path(source))
+            encoder = cls(adapter.load(backbone, Path(source)), AutoTokenizer.from_pretrained(source),
+                          adapter=adapter, **defaults)
+            encoder._base_source = None if stored_base else base
             return encoder
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModel.from_pretrained(source)
@@ -131,83 +126,66 @@ class BiEncoder(StageFactory, pt.Estimator):
 
     def save(self, path: str | Path) -> Path:
         """Write model, tokenizer and settings to a folder that :meth:`from_pretrained` reads back."""
-        from pt_dense._atomic import atomic_dir
-
         with atomic_dir(path, overwrite=True) as tmp:
             self.tokenizer.save_pretrained(tmp)
-            config = {**self.settings(), "name": self.name, "mode": self.mode}
-            if self.mode == "prompts":
-                from pt_dense.encoders.prompts import prompt_state
-
-                torch.save(prompt_state(self.model), tmp / PROMPTS_FILE)
-                config["prompts"] = self.model.prompts.config()
-            else:
-                self.model.save_pretrained(tmp)  # a peft model writes only its adapter
-            if self.mode != "full":
+            config = {**self.settings(), "name": self.name, "mode": self.mode, "adapter": self.adapter.config()}
+            config |= self.adapter.save(self.model, tmp)  # a LoRA or prompted model writes only its adapter
+            if not self.adapter.plain:
                 if self.base_source is None:  # built in memory: keep the base weights beside the adapter
                     self.backbone().save_pretrained(tmp / "base")
                 config["base"] = self.base_source
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         return Path(path)
 
-    # ------------------------------------------------------------------ adapters and training
+    # ------------------------------------------------------------------ adapters
     @property
     def mode(self) -> str:
-        """``"lora"`` with a LoRA adapter, ``"prompts"`` with deep prompts, else ``"full"`` (every weight trains)."""
-        from pt_dense.encoders.prompts import PromptedModel
-
-        if isinstance(self.model, PromptedModel):
-            return "prompts"
-        return "lora" if hasattr(self.model, "peft_config") else "full"
+        """The adapter's name: ``"lora"``, ``"prompts"``, or ``"full"`` (every weight trains)."""
+        return self.adapter.name
 
     def backbone(self) -> torch.nn.Module:
         """The base model without its adapter (LoRA removed from a copy; the frozen model under deep prompts)."""
-        if self.mode == "prompts":
-            return self.model.base
-        return copy.deepcopy(self.model).unload() if self.mode == "lora" else self.model
+        return self.adapter.backbone(self.model)
 
     @property
     def base_source(self) -> str | None:
         """Where the base weights can be loaded from again (a packaged name or a folder), if known."""
         return self._base_source
 
+    def with_adapter(self, adapter: Adapter) -> TorchEncoder:
+        """A new encoder around a copy of the model carrying ``adapter`` (its base weights frozen)."""
+        if not self.adapter.plain:
+            raise InputError(f"this encoder already has an adapter ({self.mode}); start from a plain encoder "
+                             "(or merge() a LoRA adapter first)")
+        return self.with_model(adapter.wrap(self.model), adapter)
+
     def with_lora(self, r: int = 8, alpha: int = 32, dropout: float = 0.1,
-                  targets: tuple[str, ...] = ("query", "value")) -> BiEncoder:
+                  targets: tuple[str, ...] = ("query", "value")) -> TorchEncoder:
         """A new encoder whose base weights are frozen and whose ``targets`` carry a LoRA adapter (peft).
 
         Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections.
         """
-        from peft import LoraConfig, get_peft_model
+        return self.with_adapter(Lora(r, alpha, dropout, targets))
 
-        if self.mode != "full":
-            raise InputError(f"this encoder already has an adapter ({self.mode}); start from a plain encoder "
-                             "(or merge() a LoRA adapter first)")
-        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
-        return self._with_model(get_peft_model(copy.deepcopy(self.model), config))
-
-    def with_prompts(self, length: int = 32, reparam: bool = False) -> BiEncoder:
+    def with_prompts(self, length: int = 32, reparam: bool = False) -> TorchEncoder:
         """A new encoder whose base weights are frozen and which trains ``length`` key/value prompts in every layer
         (deep prompt tuning, P-tuning v2 / DPTDR; see :mod:`pt_dense.encoders.prompts`)."""
-        from pt_dense.encoders.prompts import DeepPrompts, PromptedModel
+        return self.with_adapter(Prompts(length, reparam))
 
-        if self.mode != "full":
-            raise InputError(f"this encoder already has an adapter ({self.mode}); start from a plain encoder")
-        if length < 1:
-            raise InputError(f"prompt length must be at least 1, not {length}")
-        base = copy.deepcopy(self.model)
-        return self._with_model(PromptedModel(base, DeepPrompts.for_model(base.config, length, reparam)))
-
-    def _with_model(self, model: torch.nn.Module) -> BiEncoder:
-        """The same encoder (settings, tokenizer, base source) around another model."""
-        clone = type(self)(model, self.tokenizer, **self.settings(), batch_size=self.batch_size, name=self.name,
-                           device=self.device, autocast=self.autocast)
+    def with_model(self, model: torch.nn.Module, adapter: Adapter | None = None, **changes) -> TorchEncoder:
+        """The same encoder (settings, tokenizer, base source) around another ``model`` carrying ``adapter``;
+        ``changes`` override settings (e.g. ``name``)."""
+        settings = {**self.settings(), "batch_size": self.batch_size, "name": self.name, "device": self.device,
+                    "autocast": self.autocast} | changes
+        clone = type(self)(model, self.tokenizer, adapter=adapter or Adapter(), **settings)
         clone._base_source = self.base_source
         return clone
 
-    def merge(self) -> BiEncoder:
-        """Fold the LoRA adapter into the weights (in place); the vectors stay the same."""
-        if self.mode == "lora":
-            self.model = self.model.merge_and_unload()
+    def merge(self) -> TorchEncoder:
+        """Fold a LoRA adapter into the weights (in place); the vectors stay the same."""
+        merged, adapter = self.adapter.merged(self.model)
+        if adapter is not self.adapter:
+            self.model, self.adapter = merged, adapter
             self.weights_changed()
         return self
 
@@ -215,14 +193,6 @@ class BiEncoder(StageFactory, pt.Estimator):
         """(trainable, total) parameter counts."""
         params = list(self.model.parameters())
         return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-    def fit(self, topics: pd.DataFrame, qrels: pd.DataFrame, valid_topics: pd.DataFrame | None = None,
-            valid_qrels: pd.DataFrame | None = None, *, corpus=None, negatives="in-batch", **settings) -> dict:
-        """Train contrastively (see :mod:`pt_dense.training.trainer` for the settings and their defaults)."""
-        from pt_dense.training.trainer import fit
-
-        return fit(self, topics, qrels, corpus=corpus, negatives=negatives, valid_topics=valid_topics,
-                   valid_qrels=valid_qrels, **settings)
 
     def save_trainable(self, path: Path) -> None:
         torch.save({k: v for k, v in self.model.state_dict().items() if k in self._trainable_names()}, path)
@@ -245,9 +215,8 @@ class BiEncoder(StageFactory, pt.Estimator):
             return self.query_encoder().transform(inp)
         if "text" in columns:
             return self.doc_encoder().transform(inp)
-        from pt_dense.errors import MissingColumnsError
-
-        raise MissingColumnsError(f"BiEncoder needs a 'query' or a 'text' column; the input has {sorted(columns)}")
+        raise MissingColumnsError(f"{type(self).__name__} needs a 'query' or a 'text' column; the input has "
+                                  f"{sorted(columns)}")
 
     @property
     def dim(self) -> int:
@@ -266,7 +235,7 @@ class BiEncoder(StageFactory, pt.Estimator):
         self._fingerprint = None
 
     def __repr__(self) -> str:
-        return f"BiEncoder({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"
+        return f"{type(self).__name__}({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"
 
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts: Sequence[str], side: Side) -> list[list[int]]:
@@ -338,10 +307,8 @@ class BiEncoder(StageFactory, pt.Estimator):
     # ------------------------------------------------------------------ export
     def export_module(self) -> torch.nn.Module:
         """A plain module ``(input_ids, attention_mask) -> last_hidden_state`` for ONNX export (adapters merged)."""
-        model = copy.deepcopy(self.model).to("cpu").eval()
-        if hasattr(model, "merge_and_unload"):  # a peft model: fold the adapter into the weights
-            model = model.merge_and_unload()
-        backbone = model.base if self.mode == "prompts" else model  # deep prompts become constants of the graph
+        model = self.adapter.export_model(self.model).to("cpu").eval()  # LoRA merged; prompts become constants
+        backbone = self.adapter.backbone(model)
         if hasattr(backbone, "set_attn_implementation"):
             backbone.set_attn_implementation("eager")  # the legacy exporter traces eager attention exactly
         return _HiddenStates(model)
@@ -356,18 +323,11 @@ class _HiddenStates(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def _is_adapter_folder(path: str | Path) -> bool:
-    """A folder saved by :meth:`BiEncoder.save` from a LoRA or deep-prompt encoder (the base is stored apart)."""
-    return (Path(path) / "adapter_config.json").exists() or (Path(path) / PROMPTS_FILE).exists()
-
-
 def _read_folder_settings(folder: Path) -> dict:
-    """Settings stored beside a model: ours (from :meth:`BiEncoder.save`) or sentence-transformers'."""
+    """Settings stored beside a model: ours (from :meth:`TorchEncoder.save`) or sentence-transformers'."""
     ours = folder / CONFIG_FILE
     if ours.exists():
-        settings = json.loads(ours.read_text())
-        settings.pop("mode", None)
-        return settings
+        return json.loads(ours.read_text())
     settings: dict = {}
     pooling_file = folder / "1_Pooling" / "config.json"
     if pooling_file.exists():

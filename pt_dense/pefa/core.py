@@ -9,23 +9,29 @@ With training queries q_i and their relevant documents (labels y(i, d) in {0, 1}
   relevant to d); a plain dense search over d~ (a document without training queries keeps lam * d).
 
 Both work from ``query_vec``, so any encoder stage that produces it plugs in. No backward pass, no new parameters.
+This module holds the scores; :mod:`.stages` the PyTerrier stages; :mod:`.tuning` the choice of lam and k.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 import scipy.sparse as sp
 
-from pt_dense._validate import require_columns, stack_vectors
-from pt_dense.encoders.stages import ENCODER_ATTR, ENCODER_KEY
+from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
-from pt_dense.index.retriever import results_frame
-from pt_dense.index.scorer import first_per_qid
+from pt_dense.index.scorer import dot_rows
+from pt_dense.io.cache import cache_dir
+from pt_dense.io.validation import require_columns, stack_vectors
+from pt_dense.pefa.stages import PefaReranker, PefaRetriever, PefaXsRetriever
+from pt_dense.pefa.tuning import tune
 
 KINDS = ("xl", "xs")
 SCORE_CHUNK = 1 << 16
@@ -33,7 +39,11 @@ BLAS_MIN_QUERIES = 20  # FAISS's own threshold for switching to BLAS
 
 
 class PEFA:
-    """The training-query side of PEFA over an existing DenseIndex; a factory for its re-ranker and retriever."""
+    """The training-query side of PEFA over an existing DenseIndex; a factory for its re-ranker and retriever.
+
+    Settings never change in place: :meth:`with_settings` and :meth:`tune` return a new PEFA (sharing the encoded
+    training queries), so stages already built keep the settings they were built with.
+    """
 
     def __init__(
         self,
@@ -76,20 +86,39 @@ class PEFA:
 
     # ------------------------------------------------------------------ stages
     def reranker(self) -> pt.Transformer:
-        """Re-scores ``qid, query_vec, docno`` candidates from any first stage."""
-        return PefaReranker(self)
+        """Re-scores ``qid, query_vec, docno`` candidates from any first stage (candidates the index lacks are
+        dropped)."""
+        if self.kind == "xs":
+            return PefaReranker(self, self.folded_index())
+        return PefaReranker(self, self.index)
 
     def retriever(self, k: int = 1000, *, kind: str = "flat", **params) -> pt.Transformer:
-        """First stage ``qid, query_vec -> docno, score, rank`` (XS: a dense search over the folded index)."""
+        """First stage ``qid, query_vec -> docno, score, rank``. PEFA-XS is a dense search over the folded index, of
+        any retriever ``kind`` (with its ``params``); PEFA-XL scores every document exactly (``kind="flat"``)."""
         if self.kind == "xs":
             return PefaXsRetriever(self, self.folded_index().retriever(k=k, kind=kind, **params))
+        if kind != "flat" or params:
+            raise InputError(f"PEFA-XL scores every document exactly: kind={kind!r} and {sorted(params)} apply to "
+                             "PEFA-XS only (PEFA(..., kind='xs'))")
         return PefaRetriever(self, k)
+
+    def with_settings(self, *, lam: float | None = None, k: int | None = None) -> PEFA:
+        """A PEFA with other ``lam``/``k`` over the same index and training queries (nothing is encoded again)."""
+        lam, k = self.lam if lam is None else lam, self.k if k is None else k
+        _check_lam_k(lam, k)
+        other = copy.copy(self)
+        other.lam, other.k, other._folded = lam, k, None
+        other.folded_path = self.folded_path if lam == self.lam else None
+        return other
+
+    def tune(self, valid_topics: pd.DataFrame, valid_qrels: pd.DataFrame, **grid) -> dict:
+        """Pick lam (and k for XL) on validation data: ``{"best", "grid", "pefa"}``, where ``pefa`` is a new PEFA
+        with the best settings (see :func:`pt_dense.pefa.tuning.tune` for the grid and the measure)."""
+        return tune(self, valid_topics, valid_qrels, **grid)
 
     # ------------------------------------------------------------------ XL scoring
     def knn_scores(self, queries: np.ndarray) -> sp.csr_matrix:
         """Row q: sum over the k nearest training queries q_i of w_i * y(i, .), as a sparse (queries x docs)."""
-        import faiss
-
         k = min(self.k, len(self.train_vectors))
         weights, neighbours = faiss.knn(queries, self.train_vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
         if self.divide_by_k:
@@ -102,12 +131,9 @@ class PEFA:
 
     def score_pairs(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """XL scores of (query position, document row) pairs (the re-ranker's path)."""
-        knn = self.knn_scores(queries)
-        dense = np.empty(len(rows), dtype=np.float32)
-        for start in range(0, len(rows), SCORE_CHUNK):
-            part = slice(start, start + SCORE_CHUNK)
-            dense[part] = np.einsum("ij,ij->i", queries[query_pos[part]], self.index.vectors[rows[part]])
-        return (self.lam * dense + (1 - self.lam) * _lookup(knn, query_pos, rows)).astype(np.float32)
+        dense = dot_rows(self.index.vectors, queries, query_pos, rows)
+        knn = sparse_lookup(self.knn_scores(queries), query_pos, rows)
+        return (self.lam * dense + (1 - self.lam) * knn).astype(np.float32)
 
     def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact PEFA-XL top-k over every document: lam * <q, d> + (1 - lam) * kNN label score.
@@ -143,10 +169,11 @@ class PEFA:
         return (lam * np.asarray(self.index.vectors) + (1 - lam) * sums).astype(np.float32)
 
     def folded_index(self) -> DenseIndex:
-        """The PEFA-XS index (a DenseIndex of its own, built once, stamped with the encoder it stands for)."""
+        """The PEFA-XS index: a DenseIndex of its own, built once into the cache (or ``folded_path``; never beside the
+        user's index), stamped with the encoder it stands for."""
         if self._folded is not None:
             return self._folded
-        path = self.folded_path or self.index.path.with_name(f"{self.index.path.name}.pefa-xs-{self._xs_key()}")
+        path = self.folded_path or cache_dir() / "pefa-xs" / f"{self.index.meta.get('build_id')}-{self._xs_key()}"
         folded = DenseIndex(path)
         if not folded.built():
             encoder = self.index.meta.get("encoder")
@@ -159,8 +186,6 @@ class PEFA:
 
     def _xs_key(self) -> str:
         """Content key of the folded vectors: lam, the training vectors and the labels."""
-        import hashlib
-
         digest = hashlib.blake2b(digest_size=8)
         for part in (np.float64(self.lam), self.train_vectors, self.labels.indptr, self.labels.indices):
             digest.update(np.ascontiguousarray(part).tobytes())
@@ -180,111 +205,6 @@ class PEFA:
                 f"{len(leaked)} input queries are also PEFA training queries (by qid or text, e.g. "
                 f"{sorted(leaked)[:5]}): evaluate on queries the adapter has not seen"
             )
-
-    def tune(self, valid_topics: pd.DataFrame, valid_qrels: pd.DataFrame, *, lams=(0.1, 0.3, 0.5, 0.7, 0.9),
-             ks=(16, 32, 64), measure: str = "R@100", depth: int = 1000, plot: str | Path | None = None) -> dict:
-        """Pick lam (and k for XL) on validation data by ``measure``; sets them and returns the grid."""
-        import ir_measures
-
-        self.check_leak(valid_topics)
-        metric = ir_measures.parse_measure(measure)
-        queries = self.encoder_stage(valid_topics[["qid", "query"]])
-        qrels = valid_qrels.rename(columns={"qid": "query_id", "docno": "doc_id", "label": "relevance"})
-        qrels = qrels.astype({"query_id": str, "doc_id": str, "relevance": int})
-        grid = []
-        ks = ks if self.kind == "xl" else (self.k,)
-        for lam in lams:
-            for k in ks:
-                run = self._grid_run(queries, lam, k, depth)
-                grid.append({"lam": lam, "k": k, measure: ir_measures.calc_aggregate([metric], qrels, run)[metric]})
-        best = max(grid, key=lambda row: row[measure])
-        self.lam, self.k = best["lam"], best["k"]
-        self._folded = None
-        if plot:
-            _plot_grid(grid, measure, Path(plot), self.kind)
-        return {"best": best, "grid": grid}
-
-    def _grid_run(self, queries: pd.DataFrame, lam: float, k: int, depth: int) -> pd.DataFrame:
-        saved = (self.lam, self.k)
-        self.lam, self.k = lam, k
-        try:
-            if self.kind == "xl":
-                res = PefaRetriever(self, depth)(queries)
-            else:
-                import faiss
-
-                vectors = stack_vectors(queries["query_vec"], self.index.dim, "query_vec")
-                scores, rows = faiss.knn(vectors, self.folded_vectors(lam), depth, metric=faiss.METRIC_INNER_PRODUCT)
-                res = results_frame(queries, scores, rows, self.index.docnos)
-        finally:
-            self.lam, self.k = saved
-        return res.rename(columns={"qid": "query_id", "docno": "doc_id"})[["query_id", "doc_id", "score"]].astype(
-            {"query_id": str, "doc_id": str})
-
-
-class _PefaStage(pt.Transformer):
-    required: tuple[str, ...] = ("qid", "query_vec")
-
-    def __init__(self, pefa: PEFA):
-        self.pefa = pefa
-
-    def transform_inputs(self) -> list[str]:
-        return list(self.required)
-
-    def _prepare(self, inp: pd.DataFrame) -> None:
-        require_columns(inp.columns, self.required, self)
-        self.pefa.check_leak(inp)
-        self.pefa.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
-
-
-class PefaXsRetriever(_PefaStage):
-    """PEFA-XS first stage: the leak and encoder checks, then a plain dense search of the folded index."""
-
-    def __init__(self, pefa: PEFA, folded_retriever: pt.Transformer):
-        super().__init__(pefa)
-        self.folded_retriever = folded_retriever
-
-    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        self._prepare(inp)
-        return self.folded_retriever.transform(inp)
-
-
-class PefaReranker(_PefaStage):
-    """``qid, query_vec, docno`` -> PEFA ``score, rank`` (XL formula, or XS folded vectors)."""
-
-    required = ("qid", "query_vec", "docno")
-
-    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        self._prepare(inp)
-        if self.pefa.kind == "xs":
-            return self.pefa.folded_index().scorer(missing="drop")(inp)
-        index = self.pefa.index
-        rows = index.docno_lookup.get_indexer(inp["docno"].astype(str))
-        inp, rows = inp[rows >= 0], rows[rows >= 0]
-        codes, first = first_per_qid(inp["qid"])
-        queries = stack_vectors(inp["query_vec"].iloc[first], index.dim, "query_vec")
-        out = inp.assign(score=self.pefa.score_pairs(queries, codes, rows))
-        out = pt.model.add_ranks(out)
-        return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
-
-
-class PefaRetriever(_PefaStage):
-    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k`)."""
-
-    def __init__(self, pefa: PEFA, k: int = 1000):
-        super().__init__(pefa)
-        self.k = k
-
-    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        self._prepare(inp)
-        index = self.pefa.index
-        queries = stack_vectors(inp["query_vec"], index.dim, "query_vec")
-        if len(inp) == 0:
-            k = min(self.k, len(index))
-            return results_frame(inp, np.zeros((0, k), np.float32), np.zeros((0, k), int), index.docnos)
-        scores, rows = self.pefa.top_k(queries, self.k)
-        return results_frame(inp, scores, rows, index.docnos)
-
 
 def drop_overlap(train_topics: pd.DataFrame, *held_out: pd.DataFrame) -> pd.DataFrame:
     """``train_topics`` without the queries that also occur (by qid or normalised text) in any ``held_out`` set.
@@ -311,15 +231,7 @@ def _label_matrix(qids: pd.Series, qrels: pd.DataFrame, index: DenseIndex) -> sp
     return matrix
 
 
-def _dot_all(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """queries @ vectors.T; a few queries go through einsum's single-threaded loop, as FAISS does for small batches,
-    because a multi-threaded BLAS call on one row costs more in thread hand-offs than in arithmetic."""
-    if len(queries) < BLAS_MIN_QUERIES:
-        return np.einsum("qd,nd->qn", queries, vectors)
-    return queries @ vectors.T
-
-
-def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``matrix[rows[i], cols[i]]`` for every i, vectorised (scipy's element-wise fancy indexing is slow)."""
     matrix = matrix.tocsr()
     matrix.sort_indices()
@@ -329,6 +241,15 @@ def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.nda
     found = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
     hit = (keys[found] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
     return np.where(hit, matrix.data[found] if len(keys) else 0.0, 0.0)
+
+
+
+def _dot_all(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """queries @ vectors.T; a few queries go through einsum's single-threaded loop, as FAISS does for small batches,
+    because a multi-threaded BLAS call on one row costs more in thread hand-offs than in arithmetic."""
+    if len(queries) < BLAS_MIN_QUERIES:
+        return np.einsum("qd,nd->qn", queries, vectors)
+    return queries @ vectors.T
 
 
 def _check_lam_k(lam: float, k: int) -> None:
@@ -342,21 +263,3 @@ def _normal(text: object) -> str:
     return " ".join(str(text).lower().split())
 
 
-def _plot_grid(grid: list[dict], measure: str, path: Path, kind: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pt_dense.report import save_figure
-
-    frame = pd.DataFrame(grid)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, group in frame.groupby("k"):
-        ax.plot(group["lam"], group[measure], marker="o", label=f"k={k}" if kind == "xl" else "PEFA-XS")
-    ax.set_xlabel("lambda (weight of the encoder score)")
-    ax.set_ylabel(f"{measure} (validation)")
-    ax.set_title(f"PEFA-{kind.upper()} tuning")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)

@@ -1,20 +1,22 @@
-"""Content hashes of model weights: encoder fingerprints and the prompt bank's backbone check."""
+"""Content hashes (weights, seeds) without importing torch: encoder fingerprints, the prompt bank's backbone check,
+seeded sampling."""
 
 from __future__ import annotations
 
 import hashlib
 
 import numpy as np
-import torch
 
 
-def state_hash(state: dict[str, torch.Tensor], prefix: bytes = b"") -> str:
-    """A hash of ``prefix`` and a state dict's names and values (identical weights, identical hash)."""
+def state_hash(state: dict, prefix: bytes = b"") -> str:
+    """A hash of ``prefix`` and a state dict's names and values (identical weights, identical hash).
+
+    Tensors are read through their own methods (``detach``, ``float``, ``cpu``), so this module needs no torch."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(prefix)
     for key, tensor in sorted(state.items()):
         digest.update(key.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

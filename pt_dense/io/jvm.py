@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from pt_dense.errors import DeploymentError
+from pt_dense.io.bridge import bridge_jar
 
 _LOCK = threading.Lock()
 _STARTED = False
@@ -55,8 +56,6 @@ def start_jvm(extra_classpath: list[str | os.PathLike] | None = None, max_heap: 
         if not jnius_config.vm_running:
             jnius_config.add_options(f"-Xmx{max_heap}", "-Djava.awt.headless=true",
                                      *os.environ.get("PT_DENSE_JVM_OPTIONS", "").split())
-            from pt_dense.deploy.bridge import bridge_jar
-
             bridge = bridge_jar(build=True, required=False)
             classpath = [anserini_fatjar(), *([bridge] if bridge else []), *(extra_classpath or [])]
             jnius_config.set_classpath(*[str(p) for p in classpath])
@@ -74,7 +73,7 @@ def _check_classpath(paths: list[str | os.PathLike]) -> None:
     if missing:
         raise DeploymentError(
             f"the JVM is already running without {missing} on its classpath; a JVM's classpath cannot change once it "
-            "has started: call pt_dense.deploy.jvm.start_jvm(extra_classpath=...) before anything else uses Java"
+            "has started: call pt_dense.io.jvm.start_jvm(extra_classpath=...) before anything else uses Java"
         )
 
 

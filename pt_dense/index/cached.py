@@ -1,0 +1,45 @@
+"""A collection's dense index under an encoder: built once into a folder (or the cache) and opened again after.
+
+The cache key is (collection content, encoder fingerprint), so a second run with the same encoder encodes nothing,
+and an edited collection or a retrained encoder gets an index of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pt_dense import datasets
+from pt_dense.encoders.torch_encoder import TorchEncoder
+from pt_dense.index.dense_index import DenseIndex
+from pt_dense.io.cache import cache_dir, collection_key
+
+
+def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, batch_size: int | None = None
+                ) -> DenseIndex:
+    """Encode ``data``'s corpus with ``encoder`` into a new DenseIndex at ``path`` (refused if one exists there,
+    unless ``overwrite``); the index records the collection, so a corrector can fetch the texts it re-encodes.
+    ``data`` and ``encoder`` may be given by name or path (what ``pt-dense index`` does)."""
+    data = datasets.load(data) if isinstance(data, (str, Path)) else data
+    if isinstance(encoder, (str, Path)):
+        encoder = TorchEncoder.from_pretrained(str(encoder), **({"batch_size": batch_size} if batch_size else {}))
+    index = DenseIndex(path)
+    corpus = data.corpus_iter()
+    total = len(corpus) if hasattr(corpus, "__len__") else None
+    indexer = index.indexer(overwrite=overwrite, total=total, corpus=getattr(data, "source", None))
+    (encoder.doc_encoder() >> indexer).index(corpus)
+    return index
+
+
+def cached_index(data, encoder, *, index_dir: str | Path | None = None, overwrite: bool = False) -> DenseIndex:
+    """The dense index of ``data``'s corpus under ``encoder``: opened from ``index_dir`` (default: the cache), or
+    built there once."""
+    index = DenseIndex(Path(index_dir) if index_dir else cached_index_path(data, encoder))
+    if overwrite or not index.built():
+        index = build_index(data, encoder, index.path, overwrite=overwrite)
+    index.check_encoder(encoder.fingerprint, what="the cached index's encoder")
+    return index
+
+
+def cached_index_path(data, encoder) -> Path:
+    """Where :func:`cached_index` keeps ``data``'s index under ``encoder``."""
+    return cache_dir() / "dense" / f"{collection_key(data)}-{encoder.fingerprint[:16]}"

@@ -1,0 +1,95 @@
+"""PEFA's PyTerrier stages: the re-ranker (the index's vector scorer with PEFA's scores), the XL first stage (exact
+scoring of every document) and the XS first stage (a dense search of the folded index)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pt_dense.encoders.stages import ENCODER_ATTR
+from pt_dense.index.retriever import results_frame
+from pt_dense.index.scorer import VectorScorer
+from pt_dense.io.validation import require_columns, stack_vectors
+
+if TYPE_CHECKING:
+    from pt_dense.index.dense_index import DenseIndex
+    from pt_dense.pefa.core import PEFA
+
+
+class _PefaStage(pt.Transformer):
+    required: tuple[str, ...] = ("qid", "query_vec")
+
+    def __init__(self, pefa: PEFA):
+        self.pefa = pefa
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pefa!r})"
+
+    def transform_inputs(self) -> list[str]:
+        return list(self.required)
+
+    def _prepare(self, inp: pd.DataFrame) -> None:
+        require_columns(inp.columns, self.required, self)
+        self.pefa.check_leak(inp)
+        self.pefa.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+
+
+class PefaXsRetriever(_PefaStage):
+    """PEFA-XS first stage: the leak and encoder checks, then a plain dense search of the folded index."""
+
+    def __init__(self, pefa: PEFA, folded_retriever: pt.Transformer):
+        super().__init__(pefa)
+        self.folded_retriever = folded_retriever
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        self._prepare(inp)
+        return self.folded_retriever.transform(inp)
+
+
+class PefaReranker(VectorScorer):
+    """``qid, query_vec, docno`` -> PEFA ``score, rank``: the index's vector scorer, scoring by the XL formula (or,
+    for XS, a plain vector scorer over the folded index); candidates the index lacks are dropped."""
+
+    def __init__(self, pefa: PEFA, index: DenseIndex):
+        super().__init__(index, missing="drop")
+        self.pefa = pefa
+
+    def __repr__(self) -> str:
+        return f"PefaReranker({self.pefa!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is PefaReranker and (self.pefa, self.index) == (other.pefa, other.index)
+
+    def __hash__(self) -> int:
+        return hash((PefaReranker, id(self.pefa), self.index))
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        require_columns(inp.columns, self.transform_inputs(), self)
+        self.pefa.check_leak(inp)
+        return super().transform(inp)
+
+    def score_rows(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if self.pefa.kind == "xs":
+            return super().score_rows(queries, query_pos, rows)
+        return self.pefa.score_pairs(queries, query_pos, rows)
+
+
+class PefaRetriever(_PefaStage):
+    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k`)."""
+
+    def __init__(self, pefa: PEFA, k: int = 1000):
+        super().__init__(pefa)
+        self.k = k
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        self._prepare(inp)
+        index = self.pefa.index
+        queries = stack_vectors(inp["query_vec"], index.dim, "query_vec")
+        if len(inp) == 0:
+            k = min(self.k, len(index))
+            return results_frame(inp, np.zeros((0, k), np.float32), np.zeros((0, k), int), index.docnos)
+        scores, rows = self.pefa.top_k(queries, self.k)
+        return results_frame(inp, scores, rows, index.docnos)

@@ -1,0 +1,65 @@
+"""A collection trained end to end (what ``pt-dense train`` and ``pt-dense pretrain`` run): load the data, put the
+adapter on the encoder, fit, save the encoder with a record of the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pt_dense import datasets
+from pt_dense.errors import InputError
+from pt_dense.training.biencoder import BiEncoder
+from pt_dense.training.pretrain import pretrain
+
+ADAPTER_CHOICES = ("lora", "prompts", "none")
+
+
+def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int = 32) -> BiEncoder:
+    """``model`` ready to train ``adapter``: ``"lora"``, ``"prompts"`` or ``"none"`` (every weight). An encoder saved
+    with an adapter goes on training that adapter; otherwise the default is LoRA."""
+    encoder = BiEncoder.from_pretrained(model)
+    if not encoder.adapter.plain:
+        if adapter not in (None, encoder.mode):
+            raise InputError(f"{model} already carries a {encoder.mode} adapter; drop --adapter {adapter} "
+                             "to go on training it")
+        return encoder
+    adapter = adapter or "lora"
+    if adapter not in ADAPTER_CHOICES:
+        raise InputError(f"adapter must be one of {ADAPTER_CHOICES}, not {adapter!r}")
+    if adapter == "lora":
+        return encoder.with_lora()
+    return encoder.with_prompts(length=prompt_length) if adapter == "prompts" else encoder
+
+
+def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: str | None = None,
+                     prompt_length: int = 32, split: str = "train", valid_split: str | None = None,
+                     negatives: str = "in-batch", **settings) -> tuple[BiEncoder, dict]:
+    """Train ``model`` on ``data``'s ``split`` (checkpoints beside ``out``), save it to ``out`` with a
+    ``training.json`` record; returns (the encoder, the history)."""
+    data = datasets.load(data) if isinstance(data, (str, Path)) else data
+    encoder = adapted_encoder(model, adapter, prompt_length)
+    out = Path(out)
+    settings.setdefault("checkpoint_dir", str(out.with_name(out.name + ".checkpoints")))
+    valid = (data.topics(valid_split), data.qrels(valid_split)) if valid_split else (None, None)
+    history = encoder.fit(data.topics(split), data.qrels(split), *valid, corpus=data, negatives=negatives,
+                          **settings)
+    encoder.save(out)
+    record = {"settings": settings, "negatives": negatives, "history": history}
+    (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
+    return encoder, history
+
+
+def pretrain_collection(data, out: str | Path, *, model: str = "minilm", adapter: str | None = None,
+                        prompt_length: int = 32, kinds: tuple[str, ...] = ("title", "span"),
+                        max_docs: int | None = None, seed: int = 42, **settings) -> tuple[BiEncoder, dict]:
+    """Intermediate pretraining of ``model`` on ``data``'s corpus alone (see :mod:`.pretrain`), saved to ``out``
+    with a ``pretraining.json`` record; returns (the encoder, the history)."""
+    data = datasets.load(data) if isinstance(data, (str, Path)) else data
+    if not hasattr(data, "records"):
+        raise InputError("pretrain needs a BEIR-format folder or an embedded collection (titles are read apart)")
+    encoder = adapted_encoder(model, adapter, prompt_length)
+    history = pretrain(encoder, data, kinds=kinds, max_docs=max_docs, seed=seed, **settings)
+    out = encoder.save(out)
+    record = {"settings": settings, "kinds": list(kinds), "max_docs": max_docs, "history": history}
+    (out / "pretraining.json").write_text(json.dumps(record, default=str))
+    return encoder, history
