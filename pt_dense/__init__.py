@@ -6,8 +6,9 @@ when first used).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from pt_dense.io.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -81,17 +82,4 @@ if TYPE_CHECKING:
     from pt_dense.training.biencoder import BiEncoder
     from pt_dense.training.cached import CachedNegatives, CorrectedNegatives
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"pt_dense.{name}")
-    else:
-        raise AttributeError(f"module 'pt_dense' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS | {name: f".{name}" for name in _SUBMODULES})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,11 +30,20 @@ def test_bm25_ranks_relevant_documents_high(subset, tmp_path, engine):
     pd.testing.assert_frame_equal(reopened(topics), res)
 
 
-def test_k1_and_b_change_the_scores(subset, tmp_path):
-    topics = subset.topics("test").head(3)
-    default = BM25(subset, index_dir=tmp_path / "l", num_results=5)(topics)
-    other = BM25(str(tmp_path / "l"), k1=1.5, b=0.9, num_results=5)(topics)
-    assert not default["score"].equals(other["score"])
+def test_k1_and_b_rank_exactly_as_pyserinis_own_searcher(subset, tmp_path):
+    topics = subset.topics("test").head(5)
+    ours = BM25(subset, index_dir=tmp_path / "l", k1=1.5, b=0.9, num_results=10)(topics)
+    from pyserini.search.lucene import LuceneSearcher  # the JVM is already up (started by BM25)
+
+    searcher = LuceneSearcher(str(tmp_path / "l"))
+    searcher.set_bm25(1.5, 0.9)
+    for qid, query in topics[["qid", "query"]].itertuples(index=False):
+        hits = searcher.search(query, k=10)
+        mine = ours[ours["qid"] == qid]
+        assert mine["docno"].tolist() == [h.docid for h in hits]
+        np.testing.assert_allclose(mine["score"].to_numpy(), [h.score for h in hits], rtol=1e-6)
+    default = BM25(str(tmp_path / "l"), num_results=10)(topics)  # k1=0.9, b=0.4
+    assert not np.allclose(default.groupby("qid")["score"].max(), ours.groupby("qid")["score"].max())
 
 
 def test_bm25_bad_input(subset, tmp_path):

@@ -26,8 +26,8 @@ def test_document_text_is_title_then_text(tmp_path):
     assert data.qrels("test").to_dict("records") == [{"qid": "q", "docno": "1", "label": 1}]
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repo")
 def test_shared_collections_load_by_path():
+    assert SHARED_DATA.exists(), f"{SHARED_DATA} is missing: the shared collections must lie beside the repository"
     for name in ("scifact", "nfcorpus", "vaswani", "cranfield"):
         data = datasets.load(SHARED_DATA / name)
         topics = data.topics("test")

@@ -9,6 +9,7 @@ import pytest
 
 from pt_dense import InputError
 from pt_dense.index.dense_index import DenseIndex
+from pt_dense.io.cache import cache_dir
 from pt_dense.pefa import PEFA
 
 DIM = 8
@@ -87,7 +88,9 @@ def test_xs_folds_training_queries_into_document_vectors(setup):
     res = (enc >> pefa.retriever(k=5))(test)
     expected = np.argsort(-(test_vecs @ folded.T), axis=1)[:, :5]
     assert list(res[res["qid"] == "q0"]["docno"]) == [f"d{i}" for i in expected[0]]
-    assert pefa.folded_index().built() and pefa.folded_index().path != index.path
+    folded = pefa.folded_index()
+    assert folded.built() and folded.path.is_relative_to(cache_dir())  # in the cache, never beside the user's index
+    assert [p.name for p in index.path.parent.iterdir()] == ["docs"]
 
 
 def test_training_queries_are_refused_by_qid_and_by_text(setup):
@@ -143,3 +146,19 @@ def test_sparse_lookup_matches_dense_indexing():
     rows, cols = rng.integers(0, 30, 500), rng.integers(0, 50, 500)
     np.testing.assert_allclose(sparse_lookup(matrix, rows, cols), matrix.toarray()[rows, cols])
     assert sparse_lookup(sp.csr_matrix((3, 4)), np.array([0, 2]), np.array([1, 3])).tolist() == [0.0, 0.0]
+
+
+def test_xl_refuses_approximate_kinds_that_it_would_ignore(setup):
+    index, enc, topics, qrels, *_ = setup
+    with pytest.raises(InputError, match="PEFA-XL scores every document exactly"):
+        PEFA(index, enc, topics, qrels, kind="xl").retriever(kind="hnsw")
+    assert PEFA(index, enc, topics, qrels, kind="xs").retriever(k=3, kind="hnsw").folded_retriever.kind == "hnsw"
+
+
+def test_with_settings_shares_the_encoded_queries_and_leaves_the_original(setup):
+    index, enc, topics, qrels, *_ = setup
+    pefa = PEFA(index, enc, topics, qrels, kind="xl", lam=0.5, k=2)
+    other = pefa.with_settings(lam=0.9)
+    assert (other.lam, other.k, pefa.lam) == (0.9, 2, 0.5) and other.labels is pefa.labels
+    with pytest.raises(InputError, match="lam"):
+        pefa.with_settings(lam=1.5)

@@ -1,14 +1,10 @@
-"""Deployment: ONNX export, Pyserini/Lucene indexes, the Java bridge, and the stages that search them."""
+"""Deployment: ONNX export, Pyserini/Lucene indexes, and the stages that search them (the Java bridge's build and
+the JVM start live in :mod:`pt_dense.io`)."""
 
 from __future__ import annotations
 
-import importlib
+from pt_dense.io.lazy import lazy_exports
 
-_EXPORTS = {"LuceneDense": "pt_dense.deploy.lucene", "PyseriniFaiss": "pt_dense.deploy.lucene"}
-__all__ = ["LuceneDense", "PyseriniFaiss"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'pt_dense.deploy' has no attribute {name!r}")
+_EXPORTS = {"LuceneDense": ".lucene", "PyseriniFaiss": ".lucene"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,16 +1,10 @@
 """Encoders: the TorchEncoder (PyTorch) with its adapters and prompt bank, the OnnxEncoder (onnxruntime, no
-torch), and their PyTerrier stages."""
+torch), and their PyTerrier stages. Names load lazily: OnnxEncoder users must not pay for importing torch."""
 
 from __future__ import annotations
 
-import importlib
+from pt_dense.io.lazy import lazy_exports
 
-_EXPORTS = {"TorchEncoder": "pt_dense.encoders.torch_encoder", "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
-            "PromptBank": "pt_dense.encoders.bank"}
-__all__ = ["OnnxEncoder", "PromptBank", "TorchEncoder"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:  # lazily: OnnxEncoder users must not pay for importing torch
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'pt_dense.encoders' has no attribute {name!r}")
+_EXPORTS = {"TorchEncoder": ".torch_encoder", "OnnxEncoder": ".onnx_encoder", "PromptBank": ".bank"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,22 +11,13 @@ Names are imported lazily, so reading :class:`GridConfig` (the CLI's defaults) d
 
 from __future__ import annotations
 
-import importlib
+from pt_dense.io.lazy import lazy_exports
 
 _EXPORTS = {
-    "GridConfig": "config", "load_cells": "grid", "non_embedding_parameters": "grid", "run_grid": "grid",
-    "truncated_encoder": "grid", "BudgetPlan": "laws", "ScalingLaw": "laws", "fit_law": "laws", "CLL": "measure",
-    "ContrastiveCandidates": "measure", "contrastive_candidates": "measure", "contrastive_loglik": "measure",
-    "fit_grid": "run", "measure_encoder": "run",
+    "GridConfig": ".config", "load_cells": ".grid", "non_embedding_parameters": ".grid", "run_grid": ".grid",
+    "truncated_encoder": ".grid", "BudgetPlan": ".laws", "ScalingLaw": ".laws", "fit_law": ".laws",
+    "CLL": ".measure", "ContrastiveCandidates": ".measure", "contrastive_candidates": ".measure",
+    "contrastive_loglik": ".measure", "fit_grid": ".run", "measure_encoder": ".run",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"pt_dense.scaling.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'pt_dense.scaling' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

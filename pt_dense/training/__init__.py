@@ -6,22 +6,13 @@ Names are imported lazily, so that ``pt_dense.training`` costs nothing until one
 
 from __future__ import annotations
 
-import importlib
+from pt_dense.io.lazy import lazy_exports
 
 _EXPORTS = {
-    "BiEncoder": "biencoder", "fit": "trainer", "TrainConfig": "trainer", "LOSSES": "losses",
-    "register_loss": "losses", "NEGATIVE_SOURCES": "sources", "register_negative_source": "sources",
-    "CachedNegatives": "cached", "CorrectedNegatives": "cached", "pretrain": "pretrain",
-    "train_collection": "run", "pretrain_collection": "run", "adapted_encoder": "run",
+    "BiEncoder": ".biencoder", "fit": ".trainer", "TrainConfig": ".trainer", "LOSSES": ".losses",
+    "register_loss": ".losses", "NEGATIVE_SOURCES": ".sources", "register_negative_source": ".sources",
+    "CachedNegatives": ".cached", "CorrectedNegatives": ".cached", "pretrain": ".pretrain",
+    "train_collection": ".run", "pretrain_collection": ".run", "adapted_encoder": ".run",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"pt_dense.training.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'pt_dense.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
