@@ -49,7 +49,7 @@ def main() -> None:
 
     from pt_dense import BiEncoder, datasets, evaluation
     from pt_dense.corrector import Corrector
-    from pt_dense.index import cached_index, cached_index_path
+    from pt_dense.index import DenseIndex, cached_index, cached_index_path
     from pt_dense.metrics import exact_scores
     from pt_dense.report import bench_payload, markdown_table, write_json
     from pt_dense.training.cached import CachedNegatives
@@ -73,7 +73,7 @@ def main() -> None:
         queries = current.encode(list(topics["query"]), "query")
         docnos = stale_index.docnos
         stale = np.asarray(stale_index.vectors)
-        was_cached = (cached_index_path(data, current) / "meta.json").exists()
+        was_cached = DenseIndex(cached_index_path(data, current)).built()
         started = time.perf_counter()
         fresh_index = cached_index(data, current)  # the full re-encode (cached by encoder fingerprint)
         full_seconds = float("nan") if was_cached else time.perf_counter() - started  # cached: see bench/refresh.py

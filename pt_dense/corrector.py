@@ -121,7 +121,7 @@ class Corrector(nn.Module):
         report.encode_seconds = encode_seconds
         corrector.report = report
         corrector.target = encoder.descriptor()
-        corrector.source = index.fingerprint
+        corrector.source = index.base_fingerprint  # what it maps from: the vectors the index was built with
         corrector.fresh_rows = dict(zip(docnos.tolist(), fresh, strict=True))
         return corrector
 

@@ -9,6 +9,7 @@ from conftest import WORDS, write_beir
 
 from pt_dense import BiEncoder
 from pt_dense.cli import main
+from pt_dense.index import DenseIndex
 
 
 @pytest.fixture
@@ -56,10 +57,10 @@ def test_train_with_corrected_cache_negatives_then_refresh_the_index(tiny_setup,
                str(tmp / "fresh")]
     assert main(refresh) == 0  # the texts come from the collection the index recorded
     assert "8 re-encoded" in capsys.readouterr().out
-    meta = json.loads((tmp / "fresh" / "meta.json").read_text())
+    meta = DenseIndex(tmp / "fresh").meta
     assert meta["encoder"]["fingerprint"] == BiEncoder.from_pretrained(str(tmp / "trained")).fingerprint
     assert main([*refresh, "--data", str(data)]) == 2 and "overwrite" in capsys.readouterr().err
-    assert json.loads((tmp / "fresh" / "meta.json").read_text()) == meta  # the refused refresh left it as it was
+    assert DenseIndex(tmp / "fresh").meta == meta  # the refused refresh left it as it was
     assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--negatives", "cache:sometimes",
                  "--out", str(tmp / "t2")]) == 2
     assert "unknown negatives" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,7 +92,7 @@ def test_fit_on_a_sample_refresh_the_index_and_refresh_again_from_base(tmp_path)
     again = refreshed.refresh(identity)
     np.testing.assert_allclose(np.array(again.vectors), stale, atol=1e-6)  # h = identity (renormalised) of base
     np.testing.assert_array_equal(np.array(again.base_vectors), stale)
-    loaded = Corrector.load(tmp_path / "idx" / "corrector")
+    loaded = Corrector.load(again.folder / "corrector")
     assert loaded.target["fingerprint"] == new.fingerprint
     queries = pd.DataFrame({"qid": ["1"], "query": ["cat dog"]})
     assert len((new.query_encoder() >> again.retriever(k=5))(queries)) == 5
@@ -103,15 +101,16 @@ def test_fit_on_a_sample_refresh_the_index_and_refresh_again_from_base(tmp_path)
 def test_refresh_to_another_path_leaves_the_original_and_refuses_bad_correctors(tmp_path):
     old, new = encoder(0), drifted(encoder(0))
     index = build_index(tmp_path / "idx", old)
-    before = (tmp_path / "idx" / "vectors.f32").read_bytes()
+    before = (index.folder / "vectors.f32").read_bytes()
     corrector = Corrector.fit(index, new, DOCS, sample=20, width=16, epochs=5, progress=False)
     copy = index.refresh(corrector, tmp_path / "copy")
-    assert (tmp_path / "idx" / "vectors.f32").read_bytes() == before and index.fingerprint == old.fingerprint
+    assert (DenseIndex(tmp_path / "idx").folder / "vectors.f32").read_bytes() == before
+    assert index.fingerprint == old.fingerprint
     assert copy.fingerprint == new.fingerprint
     with pytest.raises(Exception, match="already exists"):
         index.refresh(corrector, tmp_path / "copy")
     foreign = build_index(tmp_path / "other", encoder(7))
-    with pytest.raises(EncoderMismatchError, match="fit it on this index"):
+    with pytest.raises(EncoderMismatchError, match="fit the corrector on this index"):
         foreign.refresh(corrector)
     with pytest.raises(InputError, match="maps 16-d"):
         index.refresh(Corrector(16))
@@ -130,7 +129,7 @@ def test_refresh_to_another_path_leaves_the_original_and_refuses_bad_correctors(
     with pytest.raises(InputError, match="does not record the collection"):
         Corrector.fit(index, new, sample=10, progress=False)
     assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
-    assert json.loads((tmp_path / "idx" / "meta.json").read_text())["encoder"]["fingerprint"] == old.fingerprint
+    assert DenseIndex(tmp_path / "idx").fingerprint == old.fingerprint
 
 
 def test_cached_negatives_follow_the_encoder_and_count_what_they_re_encode(tmp_path):

@@ -11,7 +11,7 @@ from conftest import WORDS, tiny_bert
 
 from pt_dense import BiEncoder, EncoderMismatchError, IndexExistsError, InputError, export
 from pt_dense.encoders.onnx_encoder import OnnxEncoder
-from pt_dense.encoders.stages import ENCODER_ATTR
+from pt_dense.encoders.stages import encoders_of
 from pt_dense.index.dense_index import DenseIndex
 
 TEXTS = ["the cat sat on the mat", "Dog!", "protein cell gene cancer risk study blood brain drug trial mouse",
@@ -37,7 +37,7 @@ def test_onnx_export_matches_pytorch_and_writes_everything(tmp_path, tiny_encode
         np.testing.assert_allclose(onnx.encode(TEXTS, side, batch_size=2), tiny_encoder.encode(TEXTS, side),
                                    atol=1e-5)
     out = onnx.query_encoder()(pd.DataFrame({"qid": ["1"], "query": ["cat"]}))
-    assert out.attrs[ENCODER_ATTR] == tiny_encoder.fingerprint
+    assert encoders_of(out["query_vec"]) == {tiny_encoder.fingerprint}
 
 
 def test_int8_export_is_smaller_and_close(tmp_path, tiny_encoder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pyterrier as pt
 import pytest
 
 from pt_dense import EncoderMismatchError, IndexExistsError, IndexFormatError, InputError, MissingColumnsError
-from pt_dense.encoders.stages import ENCODER_ATTR, ENCODER_KEY
+from pt_dense.encoders.stages import ENCODER_KEY, stamp
 from pt_dense.index.dense_index import DenseIndex
 
 
@@ -36,8 +37,9 @@ def test_index_round_trip_memory_maps_vectors_and_records_meta(tmp_path):
     assert isinstance(index.vectors, np.memmap)
     np.testing.assert_array_equal(np.asarray(index.vectors), vectors)
     assert list(index.docnos[:3]) == ["d0", "d1", "d2"]
-    meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
-    assert (meta["dim"], meta["count"], meta["normalized"], meta["version"]) == (16, 50, True, 1)
+    meta = json.loads((index.folder / "meta.json").read_text())
+    assert (meta["dim"], meta["count"], meta["normalized"], meta["version"]) == (16, 50, True, 2)
+    assert index.folder == tmp_path / "idx" / "gen-000001" and meta["files"]["vectors.f32"] == 50 * 16 * 4
     assert isinstance(pt.Artifact.load(str(tmp_path / "idx")), DenseIndex)
 
 
@@ -54,7 +56,7 @@ def test_flat_search_is_exact_and_hnsw_agrees(tmp_path):
         np.testing.assert_allclose(hits["score"], (q[i] @ vectors.T)[expected[i]], atol=1e-5)
     hnsw = index.retriever(k=10, kind="hnsw", M=16, ef_construction=100, ef_search=200)(queries(q))
     assert (hnsw["docno"].to_numpy() == res["docno"].to_numpy()).mean() > 0.9
-    assert list((tmp_path / "idx").glob("hnsw-M16-efc100.faiss"))
+    assert list(index.folder.glob("hnsw-M16-efc100.faiss"))
 
 
 def test_k_larger_than_index_and_extra_columns_kept(tmp_path):
@@ -125,14 +127,20 @@ def test_wrong_dimension_missing_columns_and_foreign_encoder_are_refused(tmp_pat
         index.retriever()(queries([np.ones(3, np.float32)]))
     with pytest.raises(MissingColumnsError, match="query_vec"):
         index.retriever()(pd.DataFrame({"qid": ["1"], "query": ["x"]}))
-    foreign = queries([np.ones(4, np.float32)])
-    foreign.attrs[ENCODER_ATTR] = "0" * 32
+    foreign = pd.DataFrame({"qid": ["1"], "query_vec": stamp(np.ones((1, 4), np.float32), "0" * 32)})
     with pytest.raises(EncoderMismatchError, match="enc-a"):
         index.retriever()(foreign)
     with pytest.raises(EncoderMismatchError):
         index.scorer()(foreign.assign(docno="a"))
-    foreign.attrs[ENCODER_ATTR] = "f" * 32
-    assert len(index.retriever()(foreign)) == 1
+    own = pd.DataFrame({"qid": ["2"], "query_vec": stamp(np.ones((1, 4), np.float32), "f" * 32)})
+    assert len(index.retriever()(own)) == 1
+    # the identity rides on the vectors: it survives what drops DataFrame.attrs (merge, concat, copy, pickle)
+    merged = foreign.merge(pd.DataFrame({"qid": ["1"], "extra": [1]}), on="qid")
+    for frame in (merged, pd.concat([foreign, own]).copy(deep=True), pickle.loads(pickle.dumps(foreign))):
+        with pytest.raises(EncoderMismatchError):
+            index.retriever()(frame)
+    with pytest.raises(EncoderMismatchError, match="2 different encoders"):
+        index.scorer()(pd.concat([foreign, own]).assign(docno="a"))
 
 
 def test_opening_something_that_is_not_an_index(tmp_path):

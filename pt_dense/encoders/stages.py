@@ -1,4 +1,10 @@
-"""PyTerrier stages around a BiEncoder: query encoder, document encoder, and a text re-ranker."""
+"""PyTerrier stages around an encoder: query encoder, document encoder, and a text re-ranker.
+
+Every query vector a stage makes is an :class:`EncodedVector`: a float32 row that carries the fingerprint of the
+encoder that made it, so the identity travels with the vector itself through merges, concatenation, copies and
+pickling (a frame's ``attrs`` would be dropped by most pandas operations), and an index can refuse another
+encoder's vectors wherever they come from.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,38 @@ import pyterrier as pt
 
 from pt_dense.io.validation import clean_texts, require_columns
 
-#: DataFrame.attrs key under which a query encoder records the fingerprint of the encoder that made ``query_vec``
-ENCODER_ATTR = "pt_dense.query_encoder"
 #: record key under which DocEncoder.transform_iter tells an indexer which encoder made ``doc_vec``
 ENCODER_KEY = "_pt_dense_encoder"
+
+
+class EncodedVector(np.ndarray):
+    """A vector (or matrix) that knows the fingerprint of the encoder that made it (``.encoder``); numpy views,
+    slices and copies keep it, and so does pickling."""
+
+    encoder: str | None = None
+
+    def __array_finalize__(self, obj) -> None:
+        self.encoder = getattr(obj, "encoder", None)
+
+    def __reduce__(self):
+        constructor, args, state = super().__reduce__()[:3]
+        return constructor, args, (state, self.encoder)
+
+    def __setstate__(self, state) -> None:
+        array_state, self.encoder = state
+        super().__setstate__(array_state)
+
+
+def stamp(vectors: np.ndarray, fingerprint: str) -> list[EncodedVector]:
+    """The rows of ``vectors`` as :class:`EncodedVector` s made by the encoder ``fingerprint``."""
+    matrix = np.asarray(vectors).view(EncodedVector)
+    matrix.encoder = fingerprint
+    return list(matrix)
+
+
+def encoders_of(vectors) -> set[str]:
+    """The fingerprints carried by a column (or list) of vectors; vectors made elsewhere carry none."""
+    return {encoder for v in vectors if (encoder := getattr(v, "encoder", None))}
 
 
 class StageFactory:
@@ -70,9 +104,7 @@ class QueryEncoder(_EncoderStage):
         clean_texts(queries, inp["qid"].to_numpy(), "query")
         unique, inverse = np.unique(queries.astype(str), return_inverse=True)
         vectors = self.encoder.encode(list(unique), "query", batch_size=self.batch_size)
-        out = inp.assign(query_vec=list(vectors[inverse]))
-        out.attrs[ENCODER_ATTR] = self.encoder.fingerprint
-        return out
+        return inp.assign(query_vec=stamp(vectors[inverse], self.encoder.fingerprint))
 
 
 class DocEncoder(_EncoderStage):

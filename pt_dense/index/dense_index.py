@@ -1,19 +1,24 @@
 """DenseIndex: a folder of float32 document vectors, their docnos, and the identity of the encoder that made them.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
-    meta.json      dim, count, dtype, normalised?, encoder {fingerprint, name, settings}, accepted fingerprints
-    pt_meta.json   PyTerrier artifact type/format, so ``pt.Artifact.load(path)`` opens it
-    vectors.f32    count x dim float32, row-major, memory-mapped on read
-    docnos.txt     one docno per line, row order
-    *.faiss        approximate-search structures built on demand and cached (e.g. hnsw-M32-efc200.faiss)
-    base.f32       after a refresh by a corrector: the vectors the index was built with (see index/refresh.py)
-    corrector/     after a refresh: the corrector that made vectors.f32 from base.f32
+    pt_meta.json       PyTerrier artifact type/format, so ``pt.Artifact.load(path)`` opens it
+    CURRENT            the name of the generation readers open (see index/generations.py)
+    gen-000001/        one generation, never changed once published:
+      meta.json        dim, count, dtype, normalised?, encoder {fingerprint, name, settings}, accepted
+                       fingerprints, the size of every file
+      vectors.f32      count x dim float32, row-major, memory-mapped on read
+      docnos.txt       one docno per line, row order
+      base.f32         after a refresh by a corrector: the vectors the index was built with (see index/refresh.py)
+      corrector/       after a refresh: the corrector that made vectors.f32 from base.f32
+      *.faiss          approximate-search structures built on demand and cached (e.g. hnsw-M32-efc200.faiss)
+
+An open DenseIndex reads one generation (the newest when it first reads) and keeps it, however many are published
+after; :meth:`DenseIndex.reload` moves it to the newest. Every file is checked against meta.json on open.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 
@@ -21,9 +26,11 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense.errors import EncoderMismatchError, IndexFormatError
+from pt_dense.encoders.stages import encoders_of
+from pt_dense.errors import EncoderMismatchError
+from pt_dense.index.generations import Generation, has_generations, open_newest
 from pt_dense.index.indexer import DenseIndexer
-from pt_dense.index.layout import ARTIFACT, BASE_FILE, DOCNOS_FILE, FORMAT, FORMAT_VERSION, META_FILE, VECTORS_FILE
+from pt_dense.index.layout import ARTIFACT, BASE_FILE, META_FILE, VECTORS_FILE, check_files, read_docnos, read_meta
 from pt_dense.index.refresh import refresh_index
 from pt_dense.index.retriever import DenseRetriever, make_retriever
 from pt_dense.index.scorer import VectorScorer
@@ -38,6 +45,7 @@ class DenseIndex(pt.Artifact):
 
     def __init__(self, path: str | Path):
         super().__init__(Path(path).expanduser())
+        self._generation: Generation | None = None
 
     def __repr__(self) -> str:
         return f"DenseIndex({str(self.path)!r})"
@@ -50,21 +58,35 @@ class DenseIndex(pt.Artifact):
 
     # ------------------------------------------------------------------ reading
     def built(self) -> bool:
-        return (self.path / META_FILE).exists()
+        return has_generations(self.path) or (self.path / META_FILE).exists()
+
+    @property
+    def generation(self) -> Generation:
+        """The generation this object reads: the newest one when it first read, until :meth:`reload`."""
+        if self._generation is None:
+            self._generation = open_newest(self.path)
+        return self._generation
+
+    @property
+    def folder(self) -> Path:
+        """The folder of the generation this object reads."""
+        return self.generation.folder
+
+    def reload(self) -> DenseIndex:
+        """Let go of the generation read so far; the next read opens the newest one."""
+        for attr in ("meta", "vectors", "docnos", "docno_lookup"):
+            self.__dict__.pop(attr, None)
+        if self._generation is not None:
+            self._generation.close()
+            self._generation = None
+        return self
+
+    close = reload
 
     @cached_property
     def meta(self) -> dict:
-        file = self.path / META_FILE
-        if not file.exists():
-            raise IndexFormatError(f"no pt_dense index at {self.path}: build one with index.indexer().index(...)")
-        meta = json.loads(file.read_text())
-        if meta.get("format") != FORMAT:
-            raise IndexFormatError(f"{self.path} is not a pt_dense dense index (format={meta.get('format')!r})")
-        if meta.get("version", 0) > FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{self.path} has format version {meta['version']}; this pt_dense reads up to {FORMAT_VERSION}: "
-                "upgrade pt-dense"
-            )
+        meta = read_meta(self.folder)
+        check_files(self.folder, meta)
         return meta
 
     @property
@@ -83,20 +105,25 @@ class DenseIndex(pt.Artifact):
     @cached_property
     def vectors(self) -> np.ndarray:
         """All vectors as a read-only memory map (count x dim float32)."""
-        return np.memmap(self.path / VECTORS_FILE, dtype=np.float32, mode="r", shape=(len(self), self.dim))
+        return _memmap(self.folder / VECTORS_FILE, len(self), self.dim)
 
     @cached_property
     def docnos(self) -> np.ndarray:
-        with open(self.path / DOCNOS_FILE, encoding="utf-8") as f:
-            docnos = np.array(f.read().split("\n")[: len(self)], dtype=object)
-        if len(docnos) != len(self):
-            raise IndexFormatError(f"{self.path}: {len(docnos)} docnos for {len(self)} vectors; rebuild the index")
-        return docnos
+        return read_docnos(self.folder, len(self))
 
     @cached_property
     def docno_lookup(self) -> pd.Index:
         """Hash index docno -> row, for re-ranking candidates by their stored vectors."""
         return pd.Index(self.docnos)
+
+    def check_vectors(self, vectors, *, what: str = "the query vectors") -> None:
+        """Refuse ``vectors`` (a column of them) made by an encoder this index does not stand for, or by several."""
+        encoders = encoders_of(vectors)
+        if len(encoders) > 1:
+            raise EncoderMismatchError(f"{what} come from {len(encoders)} different encoders "
+                                       f"({', '.join(sorted(e[:12] for e in encoders))}): encode them with one")
+        for fingerprint in encoders:
+            self.check_encoder(fingerprint, what=what)
 
     def check_encoder(self, fingerprint: str | None, *, what: str = "the query vectors") -> None:
         """Raise :class:`EncoderMismatchError` if ``fingerprint`` names an encoder this index does not stand for.
@@ -147,16 +174,29 @@ class DenseIndex(pt.Artifact):
     @property
     def base_file(self) -> Path:
         """The file of the vectors the index was built with (``base.f32`` once refreshed, else ``vectors.f32``)."""
-        base = self.path / BASE_FILE
-        return base if base.exists() else self.path / VECTORS_FILE
+        base = self.folder / BASE_FILE
+        return base if base.exists() else self.folder / VECTORS_FILE
 
     @property
     def base_vectors(self) -> np.ndarray:
         """The vectors the index was built with (what a refresh starts from), memory-mapped."""
-        return np.memmap(self.base_file, dtype=np.float32, mode="r", shape=(len(self), self.dim))
+        return _memmap(self.base_file, len(self), self.dim)
+
+    @property
+    def base_fingerprint(self) -> str | None:
+        """Fingerprint of the encoder that made the base vectors (the one a corrector maps from)."""
+        return (self.meta.get("base_encoder") or self.meta.get("encoder") or {}).get("fingerprint")
 
     def info(self) -> dict:
         meta = dict(self.meta)
         meta["path"] = str(self.path)
-        meta["bytes"] = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        meta["generation"] = self.generation.name
+        meta["bytes"] = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
         return meta
+
+
+def _memmap(path: Path, count: int, dim: int) -> np.ndarray:
+    """A read-only (count x dim) float32 map of ``path``; an empty index maps nothing."""
+    if count == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(count, dim))

@@ -1,8 +1,7 @@
-"""DenseIndexer: streams ``docno, doc_vec`` records to disk in chunks, atomically."""
+"""DenseIndexer: streams ``docno, doc_vec`` records to disk in chunks, as a new index or a new generation of one."""
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Iterable
@@ -14,8 +13,8 @@ import pyterrier as pt
 
 from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError, MissingColumnsError
-from pt_dense.index.layout import ARTIFACT, ARTIFACT_FILE, DOCNOS_FILE, FORMAT, FORMAT_VERSION, META_FILE, VECTORS_FILE
-from pt_dense.io.atomic import atomic_dir
+from pt_dense.index.layout import DOCNOS_FILE, FORMAT, FORMAT_VERSION, VECTORS_FILE
+from pt_dense.index.publish import publish, refuse_existing
 
 if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
@@ -26,8 +25,9 @@ NORM_TOLERANCE = 1e-3
 class DenseIndexer(pt.Indexer):
     """Writes the vectors of an iterable of records into a DenseIndex folder.
 
-    Vectors go to disk every ``chunk_size`` documents, so corpora larger than memory index fine. Everything is
-    written to a temporary sibling folder and renamed into place at the end: an interrupted run leaves nothing.
+    Vectors go to disk every ``chunk_size`` documents, so corpora larger than memory index fine. A new index is
+    written beside its destination and renamed into place; an existing one (``overwrite=True``) gets a new
+    generation while its readers go on reading the old one: an interrupted run changes nothing.
     """
 
     def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
@@ -47,9 +47,11 @@ class DenseIndexer(pt.Indexer):
 
     def index(self, iter: Iterable[dict], **_) -> DenseIndex:  # noqa: A002 (PyTerrier's name)
         total = len(iter) if hasattr(iter, "__len__") else self.total
-        with atomic_dir(self.index_ref.path, overwrite=self.overwrite) as tmp:
-            stats = self._write(iter, tmp, total)
-            meta = {
+        refuse_existing(self.index_ref, self.overwrite)  # before any document is encoded
+
+        def write(folder: Path) -> dict:
+            stats = self._write(iter, folder, total)
+            return {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
                 "dim": stats["dim"],
@@ -61,11 +63,8 @@ class DenseIndexer(pt.Indexer):
                 "build_id": uuid.uuid4().hex,
                 **({"corpus": self.corpus} if self.corpus else {}),
             }
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            (tmp / ARTIFACT_FILE).write_text(json.dumps(ARTIFACT))
-        for attr in ("meta", "vectors", "docnos", "docno_lookup"):
-            self.index_ref.__dict__.pop(attr, None)
-        return self.index_ref
+
+        return publish(self.index_ref, write, overwrite=self.overwrite)
 
     def _write(self, records: Iterable[dict], folder: Path, total: int | None) -> dict:
         from tqdm.auto import tqdm

@@ -1,10 +1,81 @@
-"""The on-disk layout of a DenseIndex folder: file names, format name and version, PyTerrier artifact identity.
+"""The on-disk layout of a DenseIndex generation folder, and the checks a folder must pass before it is served.
 
 Shared by the index (reading), the indexer (writing) and the refresh (rewriting), so none of them imports another.
+Format 2 keeps these files in numbered generation folders (see :mod:`.generations`); format 1 kept them in the index
+folder itself, and is still read.
 """
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pt_dense.errors import IndexFormatError
+
 FORMAT = "pt_dense.dense_index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE, VECTORS_FILE, DOCNOS_FILE, BASE_FILE = "meta.json", "vectors.f32", "docnos.txt", "base.f32"
 ARTIFACT_FILE = "pt_meta.json"
 ARTIFACT = {"type": "dense_index", "format": "pt_dense", "package_hint": "pt-dense"}
+FLOAT_BYTES = 4
+REBUILD = "rebuild the index (or restore the folder from a copy)"
+
+
+def read_meta(folder: Path) -> dict:
+    """``meta.json`` of a generation folder, checked: valid JSON, our format, a version we read, its fields."""
+    file = folder / META_FILE
+    try:
+        meta = json.loads(file.read_text())
+    except FileNotFoundError as err:
+        raise IndexFormatError(f"{file} is missing: {REBUILD}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IndexFormatError(f"{file} is not valid JSON ({err}): the index is damaged; {REBUILD}") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise IndexFormatError(f"{folder} is not a pt_dense dense index (format={found!r})")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise IndexFormatError(f"{folder} has format version {meta['version']}; this pt_dense reads up to "
+                               f"{FORMAT_VERSION}: upgrade pt-dense")
+    bad = [k for k in ("dim", "count") if not isinstance(meta.get(k), int) or meta[k] < (1 if k == "dim" else 0)]
+    if bad:
+        raise IndexFormatError(f"{file} has no valid {' or '.join(bad)} ({ {k: meta.get(k) for k in bad} }): "
+                               f"the index is damaged; {REBUILD}")
+    return meta
+
+
+def check_files(folder: Path, meta: dict) -> None:
+    """Every file's size against ``meta.json``: the vectors (count x dim float32), the base vectors of a refreshed
+    index, and each file whose size the writer recorded."""
+    expected = {name: size for name, size in (meta.get("files") or {}).items()}
+    expected[VECTORS_FILE] = meta["count"] * meta["dim"] * FLOAT_BYTES
+    if (folder / BASE_FILE).exists() or "base_encoder" in meta:
+        expected[BASE_FILE] = expected[VECTORS_FILE]
+    for name, size in expected.items():
+        path = folder / name
+        if not path.exists():
+            raise IndexFormatError(f"{path} is missing (meta.json lists it): {REBUILD}")
+        actual = path.stat().st_size
+        if actual != size:
+            what = (f"{meta['count']} vectors of dimension {meta['dim']}" if name in (VECTORS_FILE, BASE_FILE)
+                    else "what its writer recorded")
+            raise IndexFormatError(f"{path} holds {actual:,} bytes but meta.json says {size:,} ({what}): the file "
+                                   f"was truncated or appended to; {REBUILD}")
+
+
+def read_docnos(folder: Path, count: int) -> np.ndarray:
+    """The docnos of a generation, one a line; exactly ``count`` non-empty ones or an IndexFormatError."""
+    path = folder / DOCNOS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise IndexFormatError(f"{path} is missing: {REBUILD}") from err
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) != count or not all(lines):
+        empty = sum(1 for line in lines if not line)
+        raise IndexFormatError(f"{path} has {len(lines):,} lines ({empty} empty) for {count:,} vectors: the docnos "
+                               f"no longer match the vectors; {REBUILD}")
+    return np.array(lines, dtype=object)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -9,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense.encoders.stages import ENCODER_ATTR
 from pt_dense.errors import InputError
 from pt_dense.io.atomic import atomic_file
+from pt_dense.io.cache import cache_dir
 from pt_dense.io.validation import require_columns, stack_vectors
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class DenseRetriever(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, ["qid", "query_vec"], self)
-        self.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+        self.index.check_vectors(inp["query_vec"])
         queries = stack_vectors(inp["query_vec"], self.index.dim, "query_vec")
         k = min(self.k, len(self.index))
         scores, rows = self.search(queries, k) if len(inp) else (np.zeros((0, k), np.float32), np.zeros((0, k), int))
@@ -103,7 +104,9 @@ def hnsw_graph(index: DenseIndex, M: int, ef_construction: int):
     """The HNSW graph of ``index`` for (M, efConstruction): from memory, from the folder, or built and saved."""
     import faiss
 
-    file = index.path / f"hnsw-M{M}-efc{ef_construction}.faiss"
+    name = f"hnsw-M{M}-efc{ef_construction}.faiss"
+    folder = index.folder if os.access(index.folder, os.W_OK) else cache_dir() / "hnsw" / str(index.meta["build_id"])
+    file = folder / name  # beside the vectors; in the cache when the index is read-only
     key = (str(file.absolute()), index.meta.get("build_id"))
     with _HNSW_LOCK:
         if key in _HNSW_CACHE:
@@ -119,6 +122,7 @@ def hnsw_graph(index: DenseIndex, M: int, ef_construction: int):
             for start in tqdm(range(0, len(index), step), desc="building HNSW", unit="chunk",
                               disable=len(index) <= step):
                 graph.add(np.ascontiguousarray(index.vectors[start : start + step]))
+            folder.mkdir(parents=True, exist_ok=True)
             with atomic_file(file) as tmp:
                 faiss.write_index(graph, str(tmp))
         _HNSW_CACHE[key] = graph

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense.encoders.stages import ENCODER_ATTR
 from pt_dense.errors import InputError
 from pt_dense.io.validation import require_columns, stack_vectors
 
@@ -46,7 +45,7 @@ class VectorScorer(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, REQUIRED, self)
-        self.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+        self.index.check_vectors(inp["query_vec"])
         rows = self.index.docno_lookup.get_indexer(inp["docno"].astype(str))
         if (rows < 0).any():
             absent = inp["docno"][rows < 0].unique()

@@ -1,9 +1,18 @@
-"""Atomic writes: build in a temporary sibling, then rename into place, so a crash never leaves half a result."""
+"""Atomic writes: build in a temporary sibling, then rename into place, so a crash never leaves half a result.
+
+Replacing an existing folder swaps the two in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so there is no
+instant at which the destination is missing; where the kernel or file system cannot exchange, the old folder is
+renamed away first. Temporary names carry the writer's pid: what a killed writer left is removed by the next write
+to the same place once that process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,28 +20,38 @@ from pathlib import Path
 
 from pt_dense.errors import IndexExistsError
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest``, on error it is removed.
 
     An existing ``dest`` is an :class:`IndexExistsError` unless ``overwrite=True``; it is checked before any work and
-    again at the end, and is only removed once the new folder is complete.
+    again at the end, and is only removed once the new folder is in its place.
     """
     dest = Path(dest).expanduser().absolute()
     _refuse_existing(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    remove_leftovers(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         yield tmp
         _refuse_existing(dest, overwrite)
+        fsync_dir(tmp)
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
+            if exchange(tmp, dest):
+                shutil.rmtree(tmp, ignore_errors=True)  # the old folder, now under the temporary name
+            else:
+                old = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-old")
+                os.replace(dest, old)
+                os.replace(tmp, dest)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -42,7 +61,7 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
 def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest`` to write; it is renamed onto ``dest`` only if the block succeeds."""
     dest = Path(dest)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -50,6 +69,49 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def replace_file(dest: Path, text: str) -> None:
+    """Write ``text`` to ``dest`` durably and atomically (readers see the old or the new content, never a part)."""
+    with atomic_file(dest) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    fsync_dir(dest.parent)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step; False where the kernel or file system cannot."""
+    result = _LIBC.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (renames, new files) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(dest: Path) -> None:
+    """Remove temporary siblings of ``dest`` that killed writers left behind (their process is gone)."""
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.tmp-(\d+)-")
+    for entry in dest.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and not process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 def _refuse_existing(dest: Path, overwrite: bool) -> None:

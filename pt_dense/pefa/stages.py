@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense.encoders.stages import ENCODER_ATTR
 from pt_dense.index.retriever import results_frame
 from pt_dense.index.scorer import VectorScorer
 from pt_dense.io.validation import require_columns, stack_vectors
@@ -34,7 +33,7 @@ class _PefaStage(pt.Transformer):
     def _prepare(self, inp: pd.DataFrame) -> None:
         require_columns(inp.columns, self.required, self)
         self.pefa.check_leak(inp)
-        self.pefa.index.check_encoder(inp.attrs.get(ENCODER_ATTR))
+        self.pefa.index.check_vectors(inp["query_vec"])
 
 
 class PefaXsRetriever(_PefaStage):
