@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ix.add_argument("--model", default="minilm", help="packaged short name, local HF folder or hub id")
     ix.add_argument("--out", required=True, help="index folder to create")
     ix.add_argument("--overwrite", action="store_true")
-    ix.add_argument("--batch-size", type=int, default=32)
+    ix.add_argument("--batch-size", type=_positive_int, default=32)
 
     tr = commands.add_parser("train", help="fine-tune an encoder (LoRA or full) contrastively on a collection")
     tr.add_argument("--data", required=True)
@@ -41,15 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--negatives", default="in-batch",
                     help="in-batch, bm25, unified, a mined negatives file, or cache:stale|corrected|reencode (from "
                          "the collection's dense index under the starting encoder, refreshed each epoch)")
-    tr.add_argument("--cache-sample", type=float, default=0.05, help="cache:corrected: share re-encoded per refresh")
-    tr.add_argument("--cache-every", type=int, help="cache:*: refresh every N steps (default: each epoch)")
+    tr.add_argument("--cache-sample", type=_fraction, default=0.05,
+                    help="cache:corrected: share re-encoded per refresh")
+    tr.add_argument("--cache-every", type=_positive_int, help="cache:*: refresh every N steps (default: each epoch)")
     tr.add_argument("--out", required=True, help="folder for the trained encoder")
-    tr.add_argument("--epochs", type=int, default=3)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--lr", type=float, help="default: 2e-4 with LoRA, 7e-3 with prompts, 2e-5 for full fine-tuning")
+    tr.add_argument("--epochs", type=_positive_int, default=3)
+    tr.add_argument("--batch-size", type=_positive_int, default=32)
+    tr.add_argument("--lr", type=_positive_float,
+                    help="default: 2e-4 with LoRA, 7e-3 with prompts, 2e-5 for full fine-tuning")
     tr.add_argument("--seed", type=int, default=42)
     tr.add_argument("--doc-max-length", type=int)
-    tr.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT/checkpoints")
+    tr.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT.checkpoints (refused "
+                                                          "if they were made under other settings)")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
     pre = commands.add_parser("pretrain", help="retrieval-oriented intermediate pretraining on a corpus alone "
                                                "(title -> body and span -> body pairs)")
@@ -58,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_adapter_args(pre)
     pre.add_argument("--out", required=True, help="folder for the pretrained encoder (fine-tune it with train --model)")
     pre.add_argument("--kinds", default="title,span", help="pseudo-query kinds: title, span")
-    pre.add_argument("--max-docs", type=int, help="use a fixed random sample of this many documents")
-    pre.add_argument("--epochs", type=int, default=1)
-    pre.add_argument("--batch-size", type=int, default=32)
-    pre.add_argument("--lr", type=float)
+    pre.add_argument("--max-docs", type=_positive_int, help="use a fixed random sample of this many documents")
+    pre.add_argument("--epochs", type=_positive_int, default=1)
+    pre.add_argument("--batch-size", type=_positive_int, default=32)
+    pre.add_argument("--lr", type=_positive_float)
     pre.add_argument("--doc-max-length", type=int)
     pre.add_argument("--seed", type=int, default=42)
 
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     rf.add_argument("--encoder", required=True, help="the new encoder: a folder saved by BiEncoder.save, or a name")
     rf.add_argument("--data", help="the collection the index was built from (for the sample's texts); default: "
                                    "the one the index recorded")
-    rf.add_argument("--sample", type=float, default=0.05, help="share of the corpus to re-encode")
+    rf.add_argument("--sample", type=_fraction, default=0.05, help="share of the corpus to re-encode")
     rf.add_argument("--loss", choices=["regression", "contrastive"], default="regression")
     rf.add_argument("--out", help="write the refreshed index here (default: in place)")
     rf.add_argument("--overwrite", action="store_true")
@@ -104,7 +108,7 @@ def _add_eval_args(parser: argparse.ArgumentParser, default_systems: str = "bm25
     parser.add_argument("--model", default="minilm", help="packaged short name, local HF folder or hub id")
     parser.add_argument("--encoder", help="a folder saved by BiEncoder.save (overrides --model)")
     parser.add_argument("--bm25-engine", default="lucene", choices=["lucene", "pisa"])
-    parser.add_argument("--hybrid-weight", type=float, default=0.5, help="BM25's share in the linear fusion")
+    parser.add_argument("--hybrid-weight", type=_weight, default=0.5, help="BM25's share in the linear fusion")
     parser.add_argument("--json", help="write the results as JSON here")
 
 
@@ -143,6 +147,7 @@ def _train(args) -> int:
     from pt_dense.training.run import train_collection
 
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "resume": args.resume,
+                "overwrite": args.overwrite,
                 "negative_settings": {"sample": args.cache_sample, "every": args.cache_every}
                 if args.negatives.startswith("cache:") else {},
                 **({"lr": args.lr} if args.lr else {}),
@@ -160,7 +165,8 @@ def _add_adapter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", choices=["lora", "prompts", "none"],
                         help="what trains: a LoRA adapter, deep prompts, or every weight (none); default: lora, or "
                              "the adapter --model already has (a folder saved by train or pretrain)")
-    parser.add_argument("--prompt-length", type=int, default=32, help="prompts per layer with --adapter prompts")
+    parser.add_argument("--prompt-length", type=_positive_int, default=32,
+                        help="prompts per layer with --adapter prompts")
 
 
 def _pretrain(args) -> int:
@@ -269,6 +275,27 @@ def _scaling(args) -> int:
                                                      train_cost=args.train_cost, inference_cost=args.inference_cost,
                                                      sizes=sizes))
     return 0
+
+
+def _number(kind: type, test, need: str):
+    """An argparse type: ``kind`` values that pass ``test`` (NaN and infinities never do)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or value in (float("inf"), float("-inf")) or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {need}, not {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, "a whole number of at least 1")
+_positive_float = _number(float, lambda v: v > 0, "a positive number")
+_fraction = _number(float, lambda v: 0 < v <= 1, "a share of the corpus in (0, 1]")
+_weight = _number(float, lambda v: 0 <= v <= 1, "a weight in [0, 1]")
 
 
 def _ints(text: str) -> list[int]:

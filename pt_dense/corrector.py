@@ -221,6 +221,8 @@ def _recorded_corpus(index):
 
 def sample_rows(count: int, sample: float | int, seed: int) -> np.ndarray:
     """Sorted row numbers of a seeded random sample: ``sample`` is a fraction in (0, 1] or a count."""
+    if not isinstance(sample, (int, float)) or sample != sample or sample in (float("inf"), float("-inf")):
+        raise InputError(f"sample={sample!r} is not a number: give a share of the corpus in (0, 1] or a count")
     size = round(sample * count) if isinstance(sample, float) else int(sample)
     if not 2 <= size <= count:
         raise InputError(f"sample={sample!r} gives {size} of {count} documents; it must give between 2 and {count}")

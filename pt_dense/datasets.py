@@ -1,8 +1,10 @@
 """Test collections: BEIR-format folders (as in ../shared/data), the embedded SciFact, and ir_datasets ids.
 
-A BEIR-format folder holds ``corpus.jsonl.gz`` (or another ``corpus*.jsonl[.gz]``; docno, title, text),
-``queries.jsonl`` (qid, query) and
-``qrels/<split>.tsv`` (TREC qrels without header). A document's text is ``title + " " + text``.
+A BEIR-format folder holds ``corpus.jsonl[.gz]`` (or another ``corpus*.jsonl[.gz]``), ``queries.jsonl`` and
+``qrels/<split>.tsv``, in either of two dialects: BEIR's own downloads (``_id``, ``title``, ``text`` documents;
+``_id``, ``text`` queries; qrels ``query-id corpus-id score`` with that header line) and the folders of
+``../shared/data`` (``docno``/``qid``/``query`` keys; TREC qrels ``qid 0 docno label`` without header). A document's
+text is ``title + " " + text``. A damaged line is an error that names the file and the line.
 
 Also the two views of a collection that training, scaling and the corrector share: :func:`judged_positives`
 (qid -> relevant docnos) and :func:`doc_texts` (docno -> text).
@@ -53,8 +55,9 @@ class BeirDataset:
 
     @cached_property
     def _queries(self) -> pd.DataFrame:
-        with open(self.path / "queries.jsonl", encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+        file = self.path / "queries.jsonl"
+        rows = [(_field(q, ("qid", "_id"), file, n), _field(q, ("query", "text"), file, n))
+                for n, q in _read_jsonl(file)]
         return pd.DataFrame(rows, columns=["qid", "query"]).astype(str)
 
     def qrels(self, split: str = "test") -> pd.DataFrame:
@@ -62,9 +65,7 @@ class BeirDataset:
         file = self.path / "qrels" / f"{split}.tsv"
         if not file.exists():
             raise InputError(f"{self.name} has no split {split!r}; its splits: {self.splits()}")
-        qrels = pd.read_csv(file, sep=r"\s+", header=None, names=["qid", "iter", "docno", "label"],
-                            dtype={"qid": str, "iter": str, "docno": str, "label": int})
-        return qrels[["qid", "docno", "label"]]
+        return _read_qrels(file)
 
     def topics(self, split: str = "test") -> pd.DataFrame:
         """The judged queries of a split as ``qid, query``, in qrels order of first appearance."""
@@ -94,9 +95,11 @@ class BeirDataset:
 
     def records(self) -> Iterator[dict[str, str]]:
         """Documents as stored: ``{"docno", "title", "text"}`` (for components that use the title apart)."""
-        for doc in _read_jsonl(self._corpus_file()):
-            if self.keep_docnos is None or str(doc["docno"]) in self.keep_docnos:
-                yield {"docno": str(doc["docno"]), "title": doc.get("title") or "", "text": doc.get("text") or ""}
+        file = self._corpus_file()
+        for n, doc in _read_jsonl(file):
+            docno = _field(doc, ("docno", "_id"), file, n)
+            if self.keep_docnos is None or docno in self.keep_docnos:
+                yield {"docno": docno, "title": doc.get("title") or "", "text": doc.get("text") or ""}
 
     @cached_property
     def corpus_size(self) -> int:
@@ -121,12 +124,13 @@ class _CorpusIter:
         return self._size
 
     def __iter__(self) -> Iterator[dict[str, str]]:
-        for doc in _read_jsonl(self._file):
-            if self._keep is not None and str(doc["docno"]) not in self._keep:
+        for n, doc in _read_jsonl(self._file):
+            docno = _field(doc, ("docno", "_id"), self._file, n)
+            if self._keep is not None and docno not in self._keep:
                 continue
             full = f"{doc.get('title') or ''} {doc.get('text') or ''}".strip()
             if full:
-                yield {"docno": str(doc["docno"]), "text": full}
+                yield {"docno": docno, "text": full}
 
 
 class IrdsDataset:
@@ -177,11 +181,44 @@ def _open(file: Path):
     return gzip.open(file, "rt", encoding="utf-8") if file.suffix == ".gz" else open(file, encoding="utf-8")
 
 
-def _read_jsonl(file: Path) -> Iterator[dict]:
+def _read_jsonl(file: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of each non-blank line; a line that is not a JSON object is an InputError naming it."""
     with _open(file) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{file}, line {n}: not valid JSON ({err.msg} at column {err.colno}); fix or "
+                                 "remove the line") from err
+            if not isinstance(record, dict):
+                raise InputError(f"{file}, line {n}: a JSON object was expected, not {type(record).__name__}")
+            yield n, record
+
+
+def _field(record: dict, names: tuple[str, ...], file: Path, line: int) -> str:
+    """The first of ``names`` (ours, then BEIR's) that ``record`` has, as a string."""
+    for name in names:
+        if record.get(name) is not None:
+            return str(record[name])
+    raise InputError(f"{file}, line {line}: the record has none of the keys {list(names)} (it has {sorted(record)})")
+
+
+def _read_qrels(file: Path) -> pd.DataFrame:
+    """``qid, docno, label`` from TREC qrels (``qid iter docno label``) or BEIR's (``query-id corpus-id score``,
+    header line included)."""
+    with open(file, encoding="utf-8") as f:
+        rows = [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
+    if rows and rows[0][1][:2] == ["query-id", "corpus-id"]:
+        rows = rows[1:]
+    parsed = []
+    for n, row in rows:
+        if len(row) not in (3, 4) or not row[-1].lstrip("-").isdigit():
+            raise InputError(f"{file}: line {n} reads {' '.join(row)!r}; qrels lines are 'qid 0 docno label' (TREC) "
+                             "or 'query-id corpus-id score' (BEIR) with an integer label")
+        parsed.append((row[0], row[-2], int(row[-1])))
+    return pd.DataFrame(parsed, columns=["qid", "docno", "label"]).astype({"qid": str, "docno": str, "label": int})
 
 
 def load(name_or_path: str | Path):

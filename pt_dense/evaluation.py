@@ -31,7 +31,8 @@ def build_systems(data, encoder=None, names: Sequence[str] = SYSTEMS, *, k: int 
     """PyTerrier pipelines by name; only the components the names need are built (``encoder``: default MiniLM)."""
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown or not names:
-        raise InputError(f"unknown system(s) {unknown or list(names)}; choose from {', '.join(SYSTEMS)}")
+        problem = f"unknown system(s) {unknown}" if unknown else "no system given"
+        raise InputError(f"{problem}; choose from {', '.join(SYSTEMS)} (comma-separated)")
     bm25 = BM25(data, engine=bm25_engine, num_results=k) if any(n != "dense" for n in names) else None
     if any(n != "bm25" for n in names):
         encoder = encoder or TorchEncoder.from_pretrained("minilm")

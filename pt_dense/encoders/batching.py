@@ -32,6 +32,8 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarr
 def encode_sorted(ids: list[list[int]], run: Callable[[list[list[int]]], np.ndarray], dim: int, batch_size: int,
                   *, progress: bool | None, desc: str) -> np.ndarray:
     """Run ``run`` (token-id batch -> vectors) over length-sorted batches; rows come back in input order."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
     from tqdm.auto import tqdm
 
     out = np.empty((len(ids), dim), dtype=np.float32)

@@ -25,6 +25,12 @@ def require_columns(columns: Iterable[str], required: Sequence[str], stage: obje
 
 def clean_texts(values: Sequence[object], ids: Sequence[object], what: str) -> list[str]:
     """Texts as a list of str; a None/NaN/non-string or blank one is an :class:`InputError` that names its id."""
+    typed = [(i, v) for i, v in zip(ids, values, strict=True)
+             if v is not None and not isinstance(v, str) and not (isinstance(v, float) and v != v)]
+    if typed:
+        i, v = typed[0]
+        raise InputError(f"{len(typed)} {what}(s) are not text (e.g. id {i!r} holds {type(v).__name__} {v!r}); "
+                         "convert them to strings first (e.g. with .astype(str))")
     bad = [i for i, v in zip(ids, values, strict=True) if not isinstance(v, str) or not v.strip()]
     if bad:
         raise InputError(

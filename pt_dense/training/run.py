@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from pt_dense import datasets
 from pt_dense.errors import InputError
 from pt_dense.training.biencoder import BiEncoder
@@ -33,16 +35,25 @@ def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int =
 
 def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: str | None = None,
                      prompt_length: int = 32, split: str = "train", valid_split: str | None = None,
-                     negatives: str = "in-batch", **settings) -> tuple[BiEncoder, dict]:
+                     negatives: str = "in-batch", overwrite: bool = False, seed: int = 42,
+                     **settings) -> tuple[BiEncoder, dict]:
     """Train ``model`` on ``data``'s ``split`` (checkpoints beside ``out``), save it to ``out`` with a
-    ``training.json`` record; returns (the encoder, the history)."""
-    data = datasets.load(data) if isinstance(data, (str, Path)) else data
-    encoder = adapted_encoder(model, adapter, prompt_length)
+    ``training.json`` record; returns (the encoder, the history).
+
+    An existing ``out`` is refused unless ``overwrite`` (or ``resume``, which continues its checkpoints). The
+    ``seed`` covers every random draw, the adapter's initialisation included: one seed, identical weights."""
     out = Path(out)
+    if out.exists() and not (overwrite or settings.get("resume")):
+        raise InputError(f"{out} already exists: pass overwrite=True (--overwrite) to replace it, or resume=True "
+                         "(--resume) to continue the run whose checkpoints lie beside it")
+    data = datasets.load(data) if isinstance(data, (str, Path)) else data
+    topics, qrels = data.topics(split), data.qrels(split)  # an unknown split fails before anything is built
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # LoRA draws its initial weights here
+        encoder = adapted_encoder(model, adapter, prompt_length)
     settings.setdefault("checkpoint_dir", str(out.with_name(out.name + ".checkpoints")))
     valid = (data.topics(valid_split), data.qrels(valid_split)) if valid_split else (None, None)
-    history = encoder.fit(data.topics(split), data.qrels(split), *valid, corpus=data, negatives=negatives,
-                          **settings)
+    history = encoder.fit(topics, qrels, *valid, corpus=data, negatives=negatives, seed=seed, **settings)
     encoder.save(out)
     record = {"settings": settings, "negatives": negatives, "history": history}
     (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
@@ -57,7 +68,9 @@ def pretrain_collection(data, out: str | Path, *, model: str = "minilm", adapter
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
     if not hasattr(data, "records"):
         raise InputError("pretrain needs a BEIR-format folder or an embedded collection (titles are read apart)")
-    encoder = adapted_encoder(model, adapter, prompt_length)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = adapted_encoder(model, adapter, prompt_length)
     history = pretrain(encoder, data, kinds=kinds, max_docs=max_docs, seed=seed, **settings)
     out = encoder.save(out)
     record = {"settings": settings, "kinds": list(kinds), "max_docs": max_docs, "history": history}

@@ -7,11 +7,9 @@ ends with the same weights as one that was not.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +22,8 @@ from tqdm.auto import tqdm
 
 from pt_dense.datasets import doc_texts, judged_positives
 from pt_dense.errors import InputError
-from pt_dense.io.atomic import atomic_dir
 from pt_dense.metrics import exact_scores
+from pt_dense.training import checkpoints
 from pt_dense.training.losses import make_loss
 from pt_dense.training.negatives import NegativeSource
 from pt_dense.training.sources import resolve
@@ -109,9 +107,12 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
         optimizer, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total - s) / max(total - warmup, 1))))
 
     state = {"epoch": 0, "step": 0, "history": {"loss": [], "valid": [], "step_seconds": []}, "best": None}
-    _seed_everything(cfg.seed)
-    if cfg.resume and (latest := _latest_checkpoint(cfg.checkpoint_dir)):
-        state = _load_checkpoint(latest, encoder, optimizer, scheduler)
+    seed_everything(cfg.seed)
+    if cfg.checkpoint_dir:
+        record = checkpoints.run_record(asdict(cfg), encoder, negatives, checkpoints.data_fingerprint(
+            topics, positives, texts))
+        if latest := checkpoints.start(cfg.checkpoint_dir, record, resume=cfg.resume, rank=rank):
+            state = checkpoints.load(latest, encoder, optimizer, scheduler)
     if missing and rank == 0:
         print(f"pt_dense: {len(missing)} judged documents are not in the corpus and are skipped")
 
@@ -142,7 +143,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if cfg.checkpoint_dir and cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                    _save_checkpoint(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
+                    checkpoints.save(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
             state["epoch"] += 1
             encoder.weights_changed()
             if valid_topics is not None and valid_qrels is not None:
@@ -152,9 +153,10 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                     bar.write(f"epoch {state['epoch']}: validation nDCG@10 = {score:.4f}")
                 if cfg.checkpoint_dir and (state["best"] is None or score > state["best"]["nDCG@10"]):
                     state["best"] = {"epoch": state["epoch"], "nDCG@10": score}
-                    _save_weights(Path(cfg.checkpoint_dir) / "best", encoder, rank)
+                    if rank == 0:
+                        encoder.save(Path(cfg.checkpoint_dir) / "best")
             if cfg.checkpoint_dir:
-                _save_checkpoint(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
+                checkpoints.save(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
             encoder.model.train()
     finally:
         bar.close()
@@ -234,47 +236,8 @@ def sync_gradients(params: list[torch.nn.Parameter], world: int) -> None:
         p.grad /= world
 
 
-# ---------------------------------------------------------------------- checkpoints
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed every generator training draws from (Python, numpy, torch)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _save_weights(folder: Path, encoder, rank: int) -> None:
-    if rank == 0:
-        encoder.save(folder)
-
-
-def _save_checkpoint(root: str, encoder, optimizer, scheduler, state: dict, rank: int) -> None:
-    if rank != 0:
-        return
-    root = Path(root)
-    with atomic_dir(root / f"step-{state['step']:08d}", overwrite=True) as tmp:
-        encoder.save_trainable(tmp / "weights.pt")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                            "torch": torch.get_rng_state()}}, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    for old in sorted(root.glob("step-*"))[:-2]:  # keep the last two
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest_checkpoint(root: str) -> Path | None:
-    found = sorted(p for p in Path(root).glob("step-*") if (p / "state.json").exists())
-    return found[-1] if found else None
-
-
-def _load_checkpoint(folder: Path, encoder, optimizer, scheduler) -> dict:
-    encoder.load_trainable(folder / "weights.pt")
-    saved = torch.load(folder / "optimizer.pt", weights_only=False)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    random.setstate(saved["rng"]["python"])
-    np.random.set_state(saved["rng"]["numpy"])
-    torch.set_rng_state(saved["rng"]["torch"])
-    return json.loads((folder / "state.json").read_text())
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)
