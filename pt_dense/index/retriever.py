@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,7 +106,7 @@ def hnsw_graph(index: DenseIndex, M: int, ef_construction: int):
     import faiss
 
     name = f"hnsw-M{M}-efc{ef_construction}.faiss"
-    folder = index.folder if os.access(index.folder, os.W_OK) else cache_dir() / "hnsw" / str(index.meta["build_id"])
+    folder = index.folder if writable(index.folder) else cache_dir() / "hnsw" / str(index.meta["build_id"])
     file = folder / name  # beside the vectors; in the cache when the index is read-only
     key = (str(file.absolute()), index.meta.get("build_id"))
     with _HNSW_LOCK:
@@ -127,6 +128,11 @@ def hnsw_graph(index: DenseIndex, M: int, ef_construction: int):
                 faiss.write_index(graph, str(tmp))
         _HNSW_CACHE[key] = graph
         return graph
+
+
+def writable(folder: Path) -> bool:
+    """Whether this process may add files to ``folder`` (a read-only index keeps its caches in the cache folder)."""
+    return os.access(folder, os.W_OK)
 
 
 def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docnos: np.ndarray) -> pd.DataFrame:
