@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import WORDS, tiny_bert, write_beir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
