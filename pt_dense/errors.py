@@ -34,3 +34,15 @@ class MissingColumnsError(InputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class ModelFolderError(UnknownModelError):
+    """A model or encoder folder that does not say what model it holds (e.g. a config.json without model_type)."""
+
+
+class PromptsUnsupportedError(InputError):
+    """Deep prompts asked of a model family that cannot take per-layer key/value prefixes."""
+
+
+class BaseModelMismatchError(PtDenseError):
+    """A saved adapter's base model, found by name, is not the one it was trained on (its content hash differs)."""

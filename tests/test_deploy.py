@@ -25,10 +25,11 @@ def export_tiny(tmp_path, encoder, name="onnx", **kwargs):
 
 def test_onnx_export_matches_pytorch_and_writes_everything(tmp_path, tiny_encoder):
     folder = export_tiny(tmp_path, tiny_encoder)
-    assert {"model.onnx", "vocab.txt", "tokenizer.json", "config.json", "parity.json"} <= {
-        p.name for p in folder.iterdir()}
+    assert {"model.onnx", "tokenizer.json", "config.json", "parity.json"} <= {p.name for p in folder.iterdir()}
     config = json.loads((folder / "config.json").read_text())
     assert config["ir_version"] <= 9 and config["fingerprint"] == tiny_encoder.fingerprint
+    assert config["tokenizer"] == "tokenizer.json" and config["family"]["name"] == "bert"
+    assert config["family"]["special_tokens"] == ["[CLS]", "[SEP]"] and config["family"]["max_length"] == 64
     assert config["settings"] == tiny_encoder.settings()
     parity = json.loads((folder / "parity.json").read_text())
     assert parity["max_abs_diff_docs"] < 1e-5 and parity["top10_agreement"] == 1.0

@@ -1,8 +1,9 @@
 """Export a TorchEncoder to ONNX (legacy exporter, IR <= 9, dynamic batch and length), optionally int8-quantised.
 
-The folder holds everything a runtime needs: ``model.onnx``, the tokenizer (``tokenizer.json`` for Python,
-``vocab.txt`` for Java), ``config.json`` and ``parity.json`` (how far the export is from PyTorch on a sample).
-LoRA adapters are merged into the weights before export (``TorchEncoder.export_module``).
+The folder holds everything a runtime needs: ``model.onnx``, the tokenizer (``tokenizer.json``, read by Python's
+``tokenizers`` and by the Java bridge through DJL's HuggingFaceTokenizer, so any family tokenises alike),
+``config.json`` (settings, the model family's record, fingerprint) and ``parity.json`` (how far the export is from
+PyTorch on a sample). LoRA adapters are merged into the weights before export (``TorchEncoder.export_module``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import numpy as np
 
 from pt_dense import datasets
 from pt_dense.encoders.onnx_encoder import CONFIG_NAME, OnnxEncoder
-from pt_dense.errors import InputError
+from pt_dense.errors import DeploymentError, InputError
 from pt_dense.io.atomic import atomic_dir
 
 OPSET = 17
+TOKENIZER_FILE = "tokenizer.json"
+ANSERINI_VOCAB = "special_tokens.txt"
 #: ONNX Runtime Java 1.17 (inside the Pyserini fatjar) loads IR version <= 9
 MAX_IR_VERSION = 9
 
@@ -60,19 +63,25 @@ def export_onnx(encoder, out_dir: str | Path, *, quantize: str | None = None, ov
         if ir_version > MAX_IR_VERSION:
             raise InputError(f"the export has ONNX IR version {ir_version}; Anserini's runtime loads <= 9")
         encoder.tokenizer.save_pretrained(str(tmp))
-        _write_vocab(encoder.tokenizer, tmp / "vocab.txt")
+        if not (tmp / TOKENIZER_FILE).exists():
+            raise DeploymentError(f"the tokenizer of {encoder.name!r} wrote no {TOKENIZER_FILE} (a slow tokenizer); "
+                                  "load the model with a fast tokenizer (`tokenizers`) to export it")
+        # Anserini's encoder base class insists on reading a vocabulary file; the bridge tokenises with
+        # tokenizer.json, so this file only lists the special tokens
+        (tmp / ANSERINI_VOCAB).write_text("".join(t + "\n" for t in encoder.tokenizer.all_special_tokens))
         config = {
             "format": "pt_dense.onnx",
             "model": model.name,
             "query_model": model.name,
             "doc_model": model.name,
-            "vocab": "vocab.txt",
+            "tokenizer": TOKENIZER_FILE,
+            "vocab": ANSERINI_VOCAB,
             "precision": quantize or "fp32",
             "name": encoder.name,
             "dim": encoder.dim,
             "fingerprint": encoder.fingerprint,
             "settings": encoder.settings(),
-            "lowercase": bool(getattr(encoder.tokenizer, "do_lower_case", True)),
+            "family": encoder.family.describe(encoder.model.config),
             "pad_token_id": int(encoder.tokenizer.pad_token_id or 0),
             "ir_version": ir_version,
             "opset": OPSET,
@@ -106,15 +115,6 @@ def parity_report(encoder, exported, sample_docs: list[str] | None = None,
         "min_cosine": float(min((torch_docs * onnx_docs).sum(1).min(), (torch_q * onnx_q).sum(1).min())),
         "top10_agreement": float(agreement),
     }
-
-
-def _write_vocab(tokenizer, path: Path) -> None:
-    """WordPiece vocabulary, one token per line in id order (what the Java side reads)."""
-    vocab = tokenizer.get_vocab()
-    tokens = sorted(vocab, key=vocab.get)
-    if [vocab[t] for t in tokens] != list(range(len(tokens))):
-        raise InputError("the tokenizer's vocabulary ids are not contiguous; it cannot be written as vocab.txt")
-    path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
 
 
 def _sha256(path: Path) -> str:

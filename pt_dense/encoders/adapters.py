@@ -16,6 +16,7 @@ from torch import nn
 
 from pt_dense.encoders.prompts import DeepPrompts, PromptedModel, prompt_state
 from pt_dense.errors import InputError
+from pt_dense.models import family_for
 
 PROMPTS_FILE = "prompts.pt"
 
@@ -71,29 +72,37 @@ class Adapter:
 
 class Lora(Adapter):
     """A LoRA adapter (peft) on ``targets``; defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the
-    attention query and value projections."""
+    attention query and value projections (``targets=None``: the model family's; for an unknown family, peft's)."""
 
     name = "lora"
     default_lr = 2e-4
     plain = False
 
     def __init__(self, r: int = 8, alpha: int = 32, dropout: float = 0.1,
-                 targets: tuple[str, ...] = ("query", "value")):
+                 targets: tuple[str, ...] | None = None):
         if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
             raise InputError(f"LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1 (got r={r}, alpha={alpha}, "
                              f"dropout={dropout})")
-        self.r, self.alpha, self.dropout, self.targets = r, alpha, dropout, tuple(targets)
+        self.r, self.alpha, self.dropout = r, alpha, dropout
+        self.targets = tuple(targets) if targets is not None else None
 
     def config(self) -> dict:
         return {"name": self.name, "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
-                "targets": list(self.targets)}
+                "targets": list(self.targets) if self.targets is not None else None}
 
     def wrap(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
+        family = family_for(model)
+        targets = self.targets if self.targets is not None else family.lora_targets
         config = LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                            target_modules=list(self.targets))
-        return get_peft_model(copy.deepcopy(model), config)
+                            target_modules=list(targets) if targets is not None else None)
+        try:
+            return get_peft_model(copy.deepcopy(model), config)
+        except ValueError as err:  # peft: no such modules, or no default targets for this model_type
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+            raise InputError(f"LoRA cannot be placed on this {family.name} model ({err}); pass targets= from its "
+                             f"linear layers: {linear}") from err
 
     def backbone(self, model: nn.Module) -> nn.Module:
         return copy.deepcopy(model).unload()
@@ -134,6 +143,7 @@ class Prompts(Adapter):
         return {"name": self.name, "length": self.length, "reparam": self.reparam}
 
     def wrap(self, model: nn.Module) -> nn.Module:
+        family_for(model).check_prompts()
         base = copy.deepcopy(model)
         return PromptedModel(base, DeepPrompts.for_model(base.config, self.length, self.reparam))
 
@@ -145,6 +155,7 @@ class Prompts(Adapter):
         return {"prompts": model.prompts.config()}
 
     def load(self, backbone: nn.Module, folder: Path) -> nn.Module:
+        family_for(backbone).check_prompts()
         model = PromptedModel(backbone, DeepPrompts.for_model(backbone.config, self.length, self.reparam))
         model.prompts.load_state_dict(torch.load(folder / PROMPTS_FILE, weights_only=True))
         return model

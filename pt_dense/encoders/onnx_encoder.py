@@ -1,8 +1,10 @@
 """OnnxEncoder: an exported encoder on onnxruntime, with the same PyTerrier stages as BiEncoder and no torch.
 
 An export folder (see :func:`pt_dense.deploy.onnx_export.export_onnx`) holds ``model.onnx`` (token ids ->
-last hidden states), ``tokenizer.json`` / ``vocab.txt`` and ``config.json`` (pooling, normalisation, max lengths,
-prefixes, fingerprint). Pooling and normalisation run here in numpy, as the Java bridge does them in Java.
+last hidden states), ``tokenizer.json`` and ``config.json`` (pooling, normalisation, max lengths, prefixes, the
+model family, fingerprint). Pooling and normalisation run here in numpy, as the Java bridge does them in Java; what
+they are comes from the export's settings, which the encoder's :class:`~pt_dense.models.ModelFamily` and preset
+chose.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class OnnxEncoder(StageFactory):
         self.session = ort.InferenceSession(str(self.folder / self.config["model"]), options,
                                             providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer = Tokenizer.from_file(str(self.folder / self.config.get("tokenizer", "tokenizer.json")))
         self.tokenizer.no_padding()
         self.batch_size = batch_size
         self.name = self.config.get("name", self.folder.name)
@@ -94,9 +96,11 @@ class OnnxEncoder(StageFactory):
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:
-    """Mean (over real tokens) or CLS pooling, then optional L2 normalisation: the same as BiEncoder.pool."""
+    """Mean (over real tokens), CLS or last-token pooling, then optional L2 normalisation: as BiEncoder.pool."""
     if pooling == "cls":
         pooled = hidden[:, 0]
+    elif pooling == "last":  # the last real token (right padding)
+        pooled = hidden[np.arange(hidden.shape[0]), mask.sum(1) - 1]
     else:
         weights = mask[..., None].astype(hidden.dtype)
         pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)

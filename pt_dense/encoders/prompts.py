@@ -1,9 +1,11 @@
 """Deep prompt tuning (P-tuning v2, as in DPTDR): trainable key/value prefixes in every layer of a frozen model.
 
 The prefixes reach the model as a ``DynamicCache`` holding, for each layer, ``length`` key and value vectors per
-head; the attention mask is widened by ``length`` (every token sees the prefix) and ``position_ids`` are given
-explicitly as ``0..L-1``, so the real tokens keep the positions the model was pretrained with (peft's prefix tuning
-shifts them by the prefix length, which is why it is not used here).
+head, passed through the keyword its :class:`~pt_dense.models.ModelFamily` names (``cache``); the attention mask is
+widened by ``length`` (every token sees the prefix) and ``position_ids`` are given explicitly as ``0..L-1`` shifted
+by the family's first position (``pad_token_id + 1`` for RoBERTa and XLM-R), so the real tokens keep the positions
+the model was pretrained with (peft's prefix tuning shifts them by the prefix length, which is why it is not used
+here). A family that takes no cache refuses prompts instead of training prompts that change nothing.
 
 Initialisation is near the identity: keys and values start at zero, so each prefix slot receives a small attention
 weight and contributes a zero value; the prompted model starts where the frozen model is and training moves it.
@@ -16,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import DynamicCache
+
+from pt_dense.models import family_for
 
 
 class DeepPrompts(nn.Module):
@@ -56,8 +60,12 @@ class PromptedModel(nn.Module):
 
     def __init__(self, base: nn.Module, prompts: DeepPrompts):
         super().__init__()
+        family = family_for(base)
+        family.check_prompts()
         self.base = base
         self.prompts = prompts
+        self.argument = family.prompt_argument
+        self.offset = family.position_offset(base.config)
         for p in self.base.parameters():
             p.requires_grad_(False)
 
@@ -73,9 +81,10 @@ class PromptedModel(nn.Module):
             cache.update(kv[layer, 0].unsqueeze(0).expand(batch, -1, -1, -1),
                          kv[layer, 1].unsqueeze(0).expand(batch, -1, -1, -1), layer)
         prefix_mask = torch.ones(batch, self.prompts.length, dtype=attention_mask.dtype, device=attention_mask.device)
-        positions = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+        positions = torch.arange(self.offset, self.offset + length, device=input_ids.device)
         return self.base(input_ids=input_ids, attention_mask=torch.cat([prefix_mask, attention_mask], dim=1),
-                         position_ids=positions, past_key_values=cache, use_cache=False, **kwargs)
+                         position_ids=positions.unsqueeze(0).expand(batch, -1), use_cache=False,
+                         **{self.argument: cache}, **kwargs)
 
 
 def prompt_state(model: PromptedModel) -> dict[str, torch.Tensor]:

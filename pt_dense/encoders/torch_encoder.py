@@ -22,16 +22,26 @@ from transformers import AutoModel, AutoTokenizer
 
 from pt_dense.encoders.adapters import Adapter, Lora, Prompts, adapter_from_config, is_adapter_folder
 from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
+from pt_dense.encoders.loading import (
+    BASE_FOLDER,
+    CONFIG_FILE,
+    base_record,
+    load_base,
+    load_pretrained,
+    portable_adapter_config,
+    read_folder_settings,
+)
 from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.io.atomic import atomic_dir
 from pt_dense.io.hashing import state_hash
-from pt_dense.models import resolve_model
+from pt_dense.models import POOLINGS, Pooling, family_for, resolve
 
-Pooling = Literal["mean", "cls"]
 Side = Literal["query", "doc"]
 
-CONFIG_FILE = "pt_dense_encoder.json"
+#: the settings that, with the weights, define the vectors (the fingerprint hashes them)
+SETTING_KEYS = ("pooling", "normalize", "query_max_length", "doc_max_length", "query_prefix", "doc_prefix")
+__all__ = ["CONFIG_FILE", "SETTING_KEYS", "TorchEncoder"]
 
 
 class TorchEncoder(StageFactory, pt.Transformer):
@@ -58,12 +68,17 @@ class TorchEncoder(StageFactory, pt.Transformer):
         autocast: str | None = None,
         adapter: Adapter | None = None,
     ):
-        if pooling not in ("mean", "cls"):
-            raise InputError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         if autocast not in (None, "bf16"):
             raise InputError(f"autocast must be None or 'bf16', not {autocast!r}")
-        if min(query_max_length, doc_max_length) < 2:
-            raise InputError("max lengths must be at least 2 tokens (room for [CLS] and [SEP])")
+        self.family = family_for(model)
+        if min(query_max_length, doc_max_length) < len(self.family.special_tokens):
+            raise InputError(f"max lengths must be at least {len(self.family.special_tokens)} tokens (room for "
+                             f"{' and '.join(self.family.special_tokens)})")
+        limit = self.family.max_length(model.config)  # the model's positions cap every max length
+        if limit:
+            query_max_length, doc_max_length = min(query_max_length, limit), min(doc_max_length, limit)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -83,42 +98,37 @@ class TorchEncoder(StageFactory, pt.Transformer):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str = "minilm", **settings) -> TorchEncoder:
-        """Load a packaged short name (``"minilm"``), a local HF folder, or a hub id (when online).
+        """Load a short name (``"minilm"``, ``"mpnet"``), a well-known hub id (``"intfloat/e5-small-v2"``, online), a
+        local HF folder, or a folder written by :meth:`save`.
 
-        Pooling, normalisation and max length are read from a sentence-transformers folder when present
-        (``1_Pooling/config.json``, ``modules.json``, ``sentence_bert_config.json``) or from a folder saved by
-        :meth:`save`; keyword ``settings`` override them.
+        Settings come, weakest first, from the model's family (pooling), a sentence-transformers folder
+        (``1_Pooling``, ``modules.json``, ``sentence_bert_config.json``) or one saved by :meth:`save`, the preset of
+        a known name (prefixes, pooling, max length), and keyword ``settings``.
         """
-        source = str(name_or_path) if is_adapter_folder(name_or_path) else resolve_model(name_or_path)
-        saved = _read_folder_settings(Path(source)) if Path(source).is_dir() else {}
-        defaults = {k: v for k, v in saved.items() if k not in ("base", "mode", "adapter", "prompts")}
-        defaults.setdefault("name", name_or_path)
-        defaults.update(settings)
-        if is_adapter_folder(source):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
-            base = saved.get("base")
-            stored_base = (Path(source) / "base").is_dir()
-            backbone = AutoModel.from_pretrained(Path(source) / "base" if stored_base else resolve_model(base))
-            adapter = adapter_from_config(saved, Path(source))
-            encoder = cls(adapter.load(backbone, Path(source)), AutoTokenizer.from_pretrained(source),
-                          adapter=adapter, **defaults)
-            encoder._base_source = None if stored_base else base
+        folder = Path(str(name_or_path)).expanduser()
+        if is_adapter_folder(folder):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
+            saved = read_folder_settings(folder)
+            backbone, portable = load_base(folder, saved.get("base"), AutoModel)
+            adapter = adapter_from_config(saved, folder)
+            defaults = {k: v for k, v in saved.items() if k in SETTING_KEYS} | {"name": saved.get("name", str(folder))}
+            encoder = cls(adapter.load(backbone, folder), load_pretrained(AutoTokenizer, str(folder), "tokenizer"),
+                          adapter=adapter, **(defaults | settings))
+            encoder._base_source = portable
             return encoder
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModel.from_pretrained(source)
-        encoder = cls(model, tokenizer, **defaults)
-        encoder._base_source = source if Path(source).is_dir() else name_or_path
+        resolved = resolve(name_or_path)
+        model = load_pretrained(AutoModel, resolved.source)
+        tokenizer = load_pretrained(AutoTokenizer, resolved.source, "tokenizer")
+        saved = read_folder_settings(Path(resolved.source)) if Path(resolved.source).is_dir() else {}
+        defaults = {"pooling": family_for(model).pooling, "name": str(name_or_path)}
+        defaults |= {k: v for k, v in saved.items() if k in SETTING_KEYS or k == "name"}
+        defaults |= resolved.preset.settings() if resolved.preset else {}
+        encoder = cls(model, tokenizer, **(defaults | settings))
+        encoder._base_source = resolved.portable
         return encoder
 
     def settings(self) -> dict:
         """The settings that, with the weights, define the vectors this encoder produces."""
-        return {
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "query_max_length": self.query_max_length,
-            "doc_max_length": self.doc_max_length,
-            "query_prefix": self.query_prefix,
-            "doc_prefix": self.doc_prefix,
-        }
+        return {key: getattr(self, key) for key in SETTING_KEYS}
 
     def descriptor(self) -> dict:
         """What an index records about the encoder that made its vectors."""
@@ -130,10 +140,12 @@ class TorchEncoder(StageFactory, pt.Transformer):
             self.tokenizer.save_pretrained(tmp)
             config = {**self.settings(), "name": self.name, "mode": self.mode, "adapter": self.adapter.config()}
             config |= self.adapter.save(self.model, tmp)  # a LoRA or prompted model writes only its adapter
-            if not self.adapter.plain:
-                if self.base_source is None:  # built in memory: keep the base weights beside the adapter
-                    self.backbone().save_pretrained(tmp / "base")
-                config["base"] = self.base_source
+            if not self.adapter.plain:  # the base by portable name and weight hash, or stored in base/
+                backbone = self.backbone()
+                config["base"] = base_record(self.base_source, backbone)
+                if config["base"] is None:
+                    backbone.save_pretrained(tmp / BASE_FOLDER)
+                portable_adapter_config(tmp, self.base_source)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         return Path(path)
 
@@ -149,7 +161,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     @property
     def base_source(self) -> str | None:
-        """Where the base weights can be loaded from again (a packaged name or a folder), if known."""
+        """The portable name (short name or hub id) the base weights load from again; None if known by path only."""
         return self._base_source
 
     def with_adapter(self, adapter: Adapter) -> TorchEncoder:
@@ -160,16 +172,19 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return self.with_model(adapter.wrap(self.model), adapter)
 
     def with_lora(self, r: int = 8, alpha: int = 32, dropout: float = 0.1,
-                  targets: tuple[str, ...] = ("query", "value")) -> TorchEncoder:
+                  targets: tuple[str, ...] | None = None) -> TorchEncoder:
         """A new encoder whose base weights are frozen and whose ``targets`` carry a LoRA adapter (peft).
 
-        Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections.
+        Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections
+        (``targets=None``: the model family's, e.g. ``query``/``value`` for BERT, ``q``/``v`` for MPNet).
         """
         return self.with_adapter(Lora(r, alpha, dropout, targets))
 
     def with_prompts(self, length: int = 32, reparam: bool = False) -> TorchEncoder:
         """A new encoder whose base weights are frozen and which trains ``length`` key/value prompts in every layer
-        (deep prompt tuning, P-tuning v2 / DPTDR; see :mod:`pt_dense.encoders.prompts`)."""
+        (deep prompt tuning, P-tuning v2 / DPTDR; see :mod:`pt_dense.encoders.prompts`). A family that cannot take
+        them (DistilBERT, MPNet, ModernBERT) raises :class:`~pt_dense.errors.PromptsUnsupportedError`."""
+        self.family.check_prompts()
         return self.with_adapter(Prompts(length, reparam))
 
     def with_model(self, model: torch.nn.Module, adapter: Adapter | None = None, **changes) -> TorchEncoder:
@@ -261,6 +276,8 @@ class TorchEncoder(StageFactory, pt.Transformer):
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             pooled = hidden[:, 0]
+        elif self.pooling == "last":  # the last real token (right padding)
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
         else:
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
@@ -321,25 +338,3 @@ class _HiddenStates(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-
-def _read_folder_settings(folder: Path) -> dict:
-    """Settings stored beside a model: ours (from :meth:`TorchEncoder.save`) or sentence-transformers'."""
-    ours = folder / CONFIG_FILE
-    if ours.exists():
-        return json.loads(ours.read_text())
-    settings: dict = {}
-    pooling_file = folder / "1_Pooling" / "config.json"
-    if pooling_file.exists():
-        pooling = json.loads(pooling_file.read_text())
-        settings["pooling"] = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
-    modules_file = folder / "modules.json"
-    if modules_file.exists():
-        modules = json.loads(modules_file.read_text())
-        settings["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-    st_file = folder / "sentence_bert_config.json"
-    if st_file.exists():
-        max_length = json.loads(st_file.read_text()).get("max_seq_length")
-        if max_length:
-            settings["query_max_length"] = settings["doc_max_length"] = int(max_length)
-    return settings

@@ -25,26 +25,28 @@ from tqdm.auto import tqdm
 from pt_dense import datasets
 from pt_dense.errors import InputError
 from pt_dense.io.atomic import atomic_file
+from pt_dense.models import family_for
 from pt_dense.scaling.config import GridConfig
 from pt_dense.scaling.measure import contrastive_loglik
 from pt_dense.training.biencoder import BiEncoder
 
 
 def truncated_encoder(base, layers: int):
-    """A copy of ``base`` (a BiEncoder on a BERT-like model) keeping only its first ``layers`` transformer layers."""
-    stack = _layer_stack(base.model)
+    """A copy of ``base`` (a BiEncoder) keeping only its first ``layers`` transformer layers, found where its
+    :class:`~pt_dense.models.ModelFamily` says the layer stack is."""
+    family = family_for(base.model)
+    stack = family.layer_stack(base.model)
     if not 1 <= layers <= len(stack):
         raise InputError(f"layers must be between 1 and {len(stack)} for this model, not {layers}")
     model = copy.deepcopy(base.model)
-    _set_layer_stack(model, torch.nn.ModuleList(list(_layer_stack(model))[:layers]))
-    model.config.num_hidden_layers = layers
+    family.set_layer_stack(model, torch.nn.ModuleList(list(family.layer_stack(model))[:layers]))
     return base.with_model(model, name=f"{base.name}[:{layers} layers]")
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
-    """Parameters of the transformer layers: everything but the embeddings and the pooler."""
-    return sum(p.numel() for name, p in model.named_parameters()
-               if name.split(".")[0] not in ("embeddings", "pooler"))
+    """Parameters of the transformer layers: everything but the family's embedding modules (and the pooler)."""
+    skip = family_for(model).embedding_modules
+    return sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] not in skip)
 
 
 def annotation_pairs(qrels: pd.DataFrame, topics: pd.DataFrame, docnos: set[str], seed: int) -> pd.DataFrame:
@@ -120,15 +122,3 @@ def _check_settings(config: GridConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(file) as tmp:
         tmp.write_text(json.dumps(settings, indent=1))
-
-
-def _layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
-    inner = getattr(model, "base_model", model)
-    stack = getattr(getattr(inner, "encoder", None), "layer", None)
-    if not isinstance(stack, torch.nn.ModuleList):
-        raise InputError(f"{type(model).__name__} has no encoder.layer stack to truncate (a BERT-like model is needed)")
-    return stack
-
-
-def _set_layer_stack(model: torch.nn.Module, layers: torch.nn.ModuleList) -> None:
-    getattr(model, "base_model", model).encoder.layer = layers

@@ -4,17 +4,20 @@
  * Anserini finds encoders by reflection (encoder "PtDense" -> io.anserini.encoder.dense.PtDenseEncoder) and builds
  * them with a public no-arg constructor, so the export folder comes from a system property:
  *
- *   -Dptdense.onnx.dir=/path/to/export   (holds model.onnx, vocab.txt and config.json)
+ *   -Dptdense.onnx.dir=/path/to/export   (holds model.onnx, tokenizer.json and config.json)
  *
- * Tokenisation is BERT WordPiece (DJL's BertFullTokenizer, lower-casing per config.json), truncated to the query max
- * length; pooling (mean or CLS) and L2 normalisation follow config.json, as pt_dense does in Python. Anserini copies
- * the model and vocabulary into its encoder cache by name: the names carry the model's content hash, so a new export
- * never reuses a stale cached copy.
+ * Tokenisation runs the export's own tokenizer.json through DJL's HuggingFaceTokenizer (the Rust `tokenizers`
+ * library, bundled in the Pyserini fatjar with its native libtokenizers), with the special tokens, normalisation and
+ * truncation of the model's family exactly as Python's fast tokenizer applies them: BERT, DistilBERT, RoBERTa, XLM-R,
+ * MPNet and ModernBERT alike. Pooling (mean, CLS or last token), the query prefix, the query max length and L2
+ * normalisation come from config.json, as pt_dense does in Python; nothing here is specific to one model. Anserini
+ * copies the model and its vocabulary file into its encoder cache by name: the names carry the model's content hash,
+ * so a new export never reuses a stale cached copy.
  */
 
 package io.anserini.encoder.dense;
 
-import ai.djl.modality.nlp.bert.BertFullTokenizer;
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
@@ -24,45 +27,41 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;
 import java.io.IOException;
 import java.net.URISyntaxException;
-import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 
 public class PtDenseEncoder extends DenseEncoder {
   public static final String DIR_PROPERTY = "ptdense.onnx.dir";
 
   private final JsonNode config;
-  private final BertFullTokenizer wordpiece;
-  private final int maxLength;
+  private final HuggingFaceTokenizer hfTokenizer;
   private final String prefix;
-  private final boolean meanPooling;
+  private final String pooling;
   private final boolean normalize;
 
   public PtDenseEncoder() throws IOException, OrtException, URISyntaxException {
     super(cachedName(".onnx"), fileUrl("model"), cachedName("-vocab.txt"), fileUrl("vocab"), null);
     this.config = readConfig();
     JsonNode settings = config.get("settings");
-    this.maxLength = settings.get("query_max_length").asInt();
     this.prefix = settings.get("query_prefix").asText("");
-    this.meanPooling = !"cls".equals(settings.get("pooling").asText());
+    this.pooling = settings.get("pooling").asText("mean");
     this.normalize = settings.get("normalize").asBoolean(true);
-    this.wordpiece = new BertFullTokenizer(this.vocab, config.path("lowercase").asBoolean(true));
+    if (!"mean".equals(pooling) && !"cls".equals(pooling) && !"last".equals(pooling)) {
+      throw new IllegalStateException("unknown pooling '" + pooling + "' in config.json (mean, cls or last)");
+    }
+    File tokenizerFile = new File(exportDir(), config.path("tokenizer").asText("tokenizer.json"));
+    this.hfTokenizer = HuggingFaceTokenizer.builder()
+        .optTokenizerPath(tokenizerFile.toPath())
+        .optAddSpecialTokens(true)
+        .optTruncation(true)
+        .optMaxLength(settings.get("query_max_length").asInt())
+        .optPadding(false)
+        .build();
   }
 
-  /** Token ids: [CLS] + WordPiece(prefix + text), truncated to the query max length, + [SEP]. */
+  /** Token ids of prefix + text, with the family's special tokens, truncated to the query max length. */
   public long[] tokenIds(String text) {
-    List<String> pieces = wordpiece.tokenize(prefix + text);
-    int keep = Math.min(pieces.size(), maxLength - 2);
-    List<String> tokens = new ArrayList<>(keep + 2);
-    tokens.add(CLS);
-    tokens.addAll(pieces.subList(0, keep));
-    tokens.add(SEP);
-    long[] ids = new long[tokens.size()];
-    for (int i = 0; i < ids.length; i++) {
-      ids[i] = vocab.getIndex(tokens.get(i));
-    }
-    return ids;
+    return hfTokenizer.encode(prefix + text).getIds();
   }
 
   @Override
@@ -92,7 +91,11 @@ public class PtDenseEncoder extends DenseEncoder {
   private float[] pool(float[][] hidden) {
     int dim = hidden[0].length;
     float[] pooled = new float[dim];
-    if (meanPooling) {
+    if ("cls".equals(pooling)) {
+      System.arraycopy(hidden[0], 0, pooled, 0, dim);
+    } else if ("last".equals(pooling)) {
+      System.arraycopy(hidden[hidden.length - 1], 0, pooled, 0, dim);
+    } else {
       for (float[] token : hidden) {
         for (int j = 0; j < dim; j++) {
           pooled[j] += token[j];
@@ -101,8 +104,6 @@ public class PtDenseEncoder extends DenseEncoder {
       for (int j = 0; j < dim; j++) {
         pooled[j] /= hidden.length;
       }
-    } else {
-      System.arraycopy(hidden[0], 0, pooled, 0, dim);
     }
     return normalize ? DenseEncoder.normalize(pooled) : pooled;
   }

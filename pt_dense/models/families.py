@@ -1,0 +1,158 @@
+"""One :class:`ModelFamily` per architecture, chosen by ``config.model_type``: everything model-specific lives here.
+
+A family says how its encoder is pooled by default, which tokens frame a sequence, where LoRA goes, where the layer
+stack is (scaling-law truncation), whether and how deep prompts reach its attention, and how far its positions go.
+:class:`~pt_dense.encoders.torch_encoder.TorchEncoder`, the adapters, the ONNX export (its ``config.json``) and
+the Java bridge read it; nothing model-specific is written anywhere else. Register more with :func:`register_family`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pt_dense.errors import InputError, PromptsUnsupportedError
+
+Pooling = Literal["mean", "cls", "last"]
+POOLINGS: tuple[str, ...] = ("mean", "cls", "last")
+
+#: where the transformer layers are in models of an unknown family, tried in order
+_LAYER_PATHS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "model.layers")
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What pt_dense needs to know about an encoder architecture.
+
+    ``prompt_argument`` is the keyword through which the model takes per-layer key/value prefixes (a ``Cache``);
+    None means it cannot take deep prompts. ``positions_after_padding``: the model numbers real tokens from
+    ``pad_token_id + 1`` (RoBERTa, XLM-R, MPNet), which explicit ``position_ids`` must follow.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    lora_targets: tuple[str, ...] | None  # None: peft's own table by model_type
+    layers: str | None  # dotted path to the ModuleList of transformer layers
+    pooling: Pooling = "mean"
+    special_tokens: tuple[str, str] = ("[CLS]", "[SEP]")  # what opens and closes a sequence
+    prompt_argument: str | None = "cache"
+    positions_after_padding: bool = False
+    embedding_modules: tuple[str, ...] = ("embeddings", "pooler")  # not counted in the non-embedding size N
+    layer_lists: tuple[str, ...] = ("layer_types",)  # per-layer config lists that truncation cuts too
+    known: bool = field(default=True, compare=False)
+
+    @property
+    def deep_prompts(self) -> bool:
+        """Whether deep prompts (per-layer key/value prefixes) can reach this family's attention."""
+        return self.prompt_argument is not None
+
+    def check_prompts(self) -> None:
+        """Raise :class:`PromptsUnsupportedError` where prompts would silently do nothing."""
+        if not self.deep_prompts:
+            raise PromptsUnsupportedError(
+                f"{self.name} models take no per-layer key/value cache, so deep prompts would train but change "
+                "nothing; use with_lora() or full fine-tuning for this model instead")
+
+    def position_offset(self, config: Any) -> int:
+        """The position id of the first real token (0, or ``pad_token_id + 1`` for RoBERTa-like embeddings)."""
+        return int(getattr(config, "pad_token_id", 0) or 0) + 1 if self.positions_after_padding else 0
+
+    def max_length(self, config: Any) -> int | None:
+        """The most tokens (special tokens included) the model's positions allow; None if it does not say."""
+        positions = getattr(config, "max_position_embeddings", None)
+        return None if positions is None else int(positions) - self.position_offset(config)
+
+    def layer_stack(self, model: Any):
+        """The ``ModuleList`` of transformer layers of ``model`` (a plain, LoRA-wrapped or prompted model)."""
+        owner, attr = self._layer_owner(model)
+        return getattr(owner, attr)
+
+    def set_layer_stack(self, model: Any, layers) -> None:
+        """Replace the layer stack of ``model`` and the per-layer lists in its config (truncation)."""
+        owner, attr = self._layer_owner(model)
+        setattr(owner, attr, layers)
+        config = _inner(model).config
+        for name in self.layer_lists:
+            values = getattr(config, name, None)
+            if isinstance(values, list):
+                setattr(config, name, values[: len(layers)])
+        config.num_hidden_layers = len(layers)
+
+    def _layer_owner(self, model: Any) -> tuple[Any, str]:
+        inner = _inner(model)
+        paths = (self.layers,) if self.layers else _LAYER_PATHS
+        for path in paths:
+            *parents, attr = path.split(".")
+            owner = inner
+            for part in parents:
+                owner = getattr(owner, part, None)
+            if owner is not None and _is_module_list(getattr(owner, attr, None)):
+                return owner, attr
+        raise InputError(f"{type(inner).__name__} ({self.name}) has no layer stack at {' or '.join(paths)}; "
+                         "register a ModelFamily with its layers path (pt_dense.models.register_family)")
+
+    def describe(self, config: Any) -> dict:
+        """What an export's ``config.json`` records of the family (the Java bridge reads it)."""
+        return {"name": self.name, "model_type": getattr(config, "model_type", self.name),
+                "special_tokens": list(self.special_tokens), "max_length": self.max_length(config),
+                "position_offset": self.position_offset(config)}
+
+
+def _inner(model: Any) -> Any:
+    """The Hugging Face model inside a prompted (``.base``) or peft (``.base_model.model``) wrapper."""
+    if hasattr(model, "prompts") and hasattr(model, "base"):
+        model = model.base
+    peft_inner = getattr(getattr(model, "base_model", None), "model", None)
+    return peft_inner if peft_inner is not None and hasattr(model, "peft_config") else model
+
+
+def _is_module_list(value: Any) -> bool:
+    return type(value).__name__ == "ModuleList"
+
+
+_BERT_LIKE = {"lora_targets": ("query", "value"), "layers": "encoder.layer"}
+_ROBERTA_LIKE = {**_BERT_LIKE, "special_tokens": ("<s>", "</s>"), "positions_after_padding": True}
+
+#: families by model_type
+FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Make ``family`` the spec of each of its ``model_types`` (a later registration replaces an earlier one)."""
+    for model_type in family.model_types:
+        FAMILIES[model_type] = family
+    return family
+
+
+for _family in (
+    ModelFamily("bert", ("bert",), **_BERT_LIKE),
+    ModelFamily("distilbert", ("distilbert",), ("q_lin", "v_lin"), "transformer.layer", prompt_argument=None),
+    ModelFamily("roberta", ("roberta", "camembert"), **_ROBERTA_LIKE),
+    ModelFamily("xlm-roberta", ("xlm-roberta",), **_ROBERTA_LIKE),
+    ModelFamily("mpnet", ("mpnet",), ("q", "v"), "encoder.layer", special_tokens=("<s>", "</s>"),
+                prompt_argument=None, positions_after_padding=True),
+    ModelFamily("modernbert", ("modernbert",), ("Wqkv",), "layers", pooling="cls", prompt_argument=None),
+):
+    register_family(_family)
+
+_WARNED: set[str] = set()
+
+
+def family_for(config_or_model: Any) -> ModelFamily:
+    """The family of a model or its config, by ``model_type``. An unknown family falls back to peft's own LoRA
+    targets, a guessed layer stack and no deep prompts, and says so once per model_type."""
+    config = getattr(config_or_model, "config", config_or_model)
+    model_type = str(getattr(config, "model_type", "") or "unknown")
+    family = FAMILIES.get(model_type)
+    if family is not None:
+        return family
+    if model_type not in _WARNED:
+        _WARNED.add(model_type)
+        warnings.warn(f"pt_dense has no ModelFamily for model_type {model_type!r}: LoRA targets come from peft's own "
+                      "table, the layer stack is guessed and deep prompts are refused; register one with "
+                      "pt_dense.models.register_family", UserWarning, stacklevel=2)
+    return replace(_FALLBACK, name=model_type, model_types=(model_type,))
+
+
+_FALLBACK = ModelFamily("unknown", (), None, None, prompt_argument=None, known=False)
