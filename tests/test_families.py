@@ -252,3 +252,26 @@ def test_folders_that_name_no_model_are_clear_errors(tmp_path):
     (tmp_path / "lora" / "pt_dense_encoder.json").write_text("{")
     with pytest.raises(ModelFolderError, match="not valid JSON"):
         BiEncoder.from_pretrained(str(tmp_path / "lora"))
+
+
+@pytest.mark.integration
+def test_a_minilm_lora_folder_loads_in_a_fresh_environment_elsewhere(tmp_path, minilm):
+    """Copy the saved folder, move HOME and the site-packages prefix: the base is found by name and hash."""
+    import subprocess
+
+    from pt_dense.models import packaged_model_path
+
+    lora = minilm.with_lora(r=2, alpha=4)
+    lora.save(tmp_path / "enc")
+    package = packaged_model_path("minilm").parent
+    text = "".join(p.read_text(errors="ignore") for p in (tmp_path / "enc").rglob("*") if p.is_file())
+    assert str(package.parent) not in text and str(tmp_path) not in text
+    shutil.copytree(tmp_path / "enc", tmp_path / "clone" / "enc")
+    shutil.copytree(package, tmp_path / "site" / package.name)  # the same wheel under another prefix
+    code = ("import pt_dense as ptd; from pt_dense.models import packaged_model_path; "
+            "e = ptd.BiEncoder.from_pretrained('clone/enc'); "
+            "print(e.fingerprint, e.base_source, packaged_model_path('minilm'))")
+    env = {**__import__("os").environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:2] == [lora.fingerprint, "minilm"] and out[2].startswith(str(tmp_path / "site"))
