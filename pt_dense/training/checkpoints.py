@@ -41,7 +41,7 @@ def run_record(settings: dict, encoder, negatives, data: str) -> dict:
     """What defines a run: its settings, the encoder's name, settings and adapter, the negatives, the data."""
     described = str(negatives) if isinstance(negatives, (str, Path)) or negatives is None else type(negatives).__name__
     return {"settings": {k: v for k, v in settings.items() if k not in UNRECORDED},
-            "encoder": {"name": str(encoder.name), "settings": encoder.settings(), "adapter": encoder.adapter.config()},
+            "encoder": {"name": str(encoder.name), "settings": encoder.settings(), "adapter": repr(encoder.adapter)},
             "negatives": described, "data": data}
 
 
