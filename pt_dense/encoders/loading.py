@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from pt_dense.errors import BaseModelMismatchError, ModelFolderError, UnknownModelError
+from pt_dense.io.files import read_json
 from pt_dense.io.hashing import state_hash
 from pt_dense.models import resolve
 
@@ -24,12 +25,9 @@ BASE_FOLDER = "base"
 def check_model_folder(folder: Path) -> None:
     """Refuse a folder whose ``config.json`` is missing, unreadable, or names no model (e.g. ``{}``)."""
     config_file = folder / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except FileNotFoundError as err:
-        raise ModelFolderError(f"{folder} holds no config.json: not a Hugging Face model folder") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFolderError(f"{config_file} is not valid JSON ({err}); restore it from the model's source") from err
+    if not config_file.exists():
+        raise ModelFolderError(f"{folder} holds no config.json: not a Hugging Face model folder")
+    config = read_json(config_file, ModelFolderError, "restore it from the model's source")
     if not isinstance(config, dict) or not (config.get("model_type") or config.get("architectures")):
         raise ModelFolderError(
             f"{config_file} names no model_type: pt_dense cannot tell which model family it holds. Restore the "

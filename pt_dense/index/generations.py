@@ -26,13 +26,13 @@ from pathlib import Path
 
 from pt_dense.errors import IndexFormatError
 from pt_dense.index.layout import META_FILE
-from pt_dense.io.atomic import fsync_dir, process_alive, replace_file
+from pt_dense.io.atomic import fsync, remove_dead, replace_file
 
 CURRENT_FILE = "CURRENT"
 WRITE_LOCK = ".lock"
 READERS_FILE = ".readers"
 GENERATION = re.compile(r"gen-(\d{6,})")
-LEFTOVER = re.compile(r"\.(tmp|trash)-(\d+)-")
+LEFTOVER = re.compile(r"\.(tmp|trash)-(?P<pid>\d+)-")
 OPEN_ATTEMPTS = 1000
 
 
@@ -113,11 +113,11 @@ def new_generation(index_dir: Path) -> Iterator[Path]:
         (tmp / READERS_FILE).touch()
         for file in tmp.iterdir():
             if file.is_file():
-                _fsync_file(file)
-        fsync_dir(tmp)
+                fsync(file)
+        fsync(tmp)
         name = f"gen-{next_number(index_dir):06d}"
         os.rename(tmp, index_dir / name)
-        fsync_dir(index_dir)
+        fsync(index_dir)
         replace_file(index_dir / CURRENT_FILE, name + "\n")
     finally:
         if tmp.exists():
@@ -158,15 +158,4 @@ def remove_unheld(index_dir: Path) -> list[str]:
 
 def remove_leftovers(index_dir: Path) -> None:
     """Remove what killed writers left (``.tmp-<pid>-*``, ``.trash-<pid>-*``) once their process is gone."""
-    for entry in index_dir.iterdir():
-        match = LEFTOVER.match(entry.name)
-        if match and not process_alive(int(match.group(2))):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    remove_dead(index_dir, LEFTOVER)

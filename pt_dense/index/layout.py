@@ -7,12 +7,12 @@ folder itself, and is still read.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from pt_dense.errors import IndexFormatError
+from pt_dense.io.files import read_json
 
 FORMAT = "pt_dense.dense_index"
 FORMAT_VERSION = 2
@@ -26,12 +26,7 @@ REBUILD = "rebuild the index (or restore the folder from a copy)"
 def read_meta(folder: Path) -> dict:
     """``meta.json`` of a generation folder, checked: valid JSON, our format, a version we read, its fields."""
     file = folder / META_FILE
-    try:
-        meta = json.loads(file.read_text())
-    except FileNotFoundError as err:
-        raise IndexFormatError(f"{file} is missing: {REBUILD}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise IndexFormatError(f"{file} is not valid JSON ({err}): the index is damaged; {REBUILD}") from err
+    meta = read_json(file, IndexFormatError, f"the index is damaged; {REBUILD}")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise IndexFormatError(f"{folder} is not a pt_dense dense index (format={found!r})")

@@ -40,7 +40,7 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     try:
         yield tmp
         _refuse_existing(dest, overwrite)
-        fsync_dir(tmp)
+        fsync(tmp)
         if dest.exists():
             if exchange(tmp, dest):
                 shutil.rmtree(tmp, ignore_errors=True)  # the old folder, now under the temporary name
@@ -51,7 +51,7 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        fsync(dest.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -77,7 +77,7 @@ def replace_file(dest: Path, text: str) -> None:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
-    fsync_dir(dest.parent)
+    fsync(dest.parent)
 
 
 def exchange(a: Path, b: Path) -> bool:
@@ -86,9 +86,9 @@ def exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a folder's entries (renames, new files) durable."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync(path: Path) -> None:
+    """Make a file's content, or a folder's entries (renames, new files), durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -107,10 +107,14 @@ def process_alive(pid: int) -> bool:
 
 def remove_leftovers(dest: Path) -> None:
     """Remove temporary siblings of ``dest`` that killed writers left behind (their process is gone)."""
-    pattern = re.compile(rf"\.{re.escape(dest.name)}\.tmp-(\d+)-")
-    for entry in dest.parent.iterdir():
+    remove_dead(dest.parent, re.compile(rf"\.{re.escape(dest.name)}\.tmp-(?P<pid>\d+)-"))
+
+
+def remove_dead(folder: Path, pattern: re.Pattern) -> None:
+    """Remove the entries of ``folder`` whose name matches ``pattern`` and whose writer (group ``pid``) is gone."""
+    for entry in folder.iterdir():
         match = pattern.match(entry.name)
-        if match and not process_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group("pid"))):
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
