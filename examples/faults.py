@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
-import pt_dense.index.retriever as retriever_module
+import pt_dense.index.structures as structures_module
 from pt_dense import BiEncoder, Corrector, DenseIndex, PtDenseError, datasets
 from pt_dense.cli import main as cli
 from pt_dense.encoders.stages import stamp
@@ -170,13 +170,13 @@ def cases(root: Path) -> list[tuple[str, Callable[[], object], Callable[[], bool
 
     def read_only_hnsw():
         index = vector_index(root / "readonly", count=300)
-        original = retriever_module.writable
-        retriever_module.writable = lambda folder: False
+        original = structures_module.writable
+        structures_module.writable = lambda folder: False
         try:
             query = pd.DataFrame({"qid": ["1"], "query_vec": [np.eye(8, dtype=np.float32)[0]]})
             hits = index.retriever(k=3, kind="hnsw", M=8)(query)
         finally:
-            retriever_module.writable = original
+            structures_module.writable = original
         return f"{len(hits)} hits; the graph cached outside the index ({len(list(index.folder.glob('*.faiss')))} " \
                "files written into it)"
 

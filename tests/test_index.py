@@ -169,3 +169,38 @@ def test_encoder_to_index_pipeline_records_the_encoder(tmp_path, tiny_encoder):
     other = BiEncoder(*tiny_bert(seed=5))
     with pytest.raises(EncoderMismatchError):
         (other.query_encoder() >> index.retriever())(pd.DataFrame({"qid": ["1"], "query": ["cat"]}))
+
+
+@pytest.mark.parametrize(("kind", "params", "least_recall"), [
+    ("IVF16,Flat", {"nprobe": 16}, 1.0),  # every list probed: exact
+    ("IVF16,PQ8", {"nprobe": 16}, 0.5),
+    ("HNSW16,SQ8", {"ef_search": 64}, 0.8),
+    ("OPQ8,IVF8,PQ8", {"nprobe": 8}, 0.5),
+])
+def test_faiss_factory_kinds_are_trained_cached_and_searched(tmp_path, kind, params, least_recall):
+    vectors = unit_rows(3000, dim=32)
+    index = build(tmp_path / "idx", vectors)
+    q = unit_rows(20, dim=32, seed=1)
+    exact = index.retriever(k=10)(queries(q))
+    approximate = index.retriever(k=10, kind=kind, train_size=2000, **params)(queries(q))
+    recall = np.mean([len(set(exact[exact.qid == f"q{i}"].docno) & set(approximate[approximate.qid == f"q{i}"].docno))
+                      / 10 for i in range(20)])
+    assert recall >= least_recall
+    assert len(list(index.folder.glob("factory-*.faiss"))) == 1  # trained once, kept beside the vectors
+
+
+def test_factory_search_parameters_belong_to_each_stage(tmp_path):
+    index = build(tmp_path / "idx", unit_rows(2000, dim=16))
+    q = queries(unit_rows(30, dim=16, seed=2))
+    narrow = index.retriever(k=10, kind="IVF32,Flat", nprobe=1, train_size=2000)
+    wide = index.retriever(k=10, kind="IVF32,Flat", nprobe=32, train_size=2000)
+    exact = index.retriever(k=10)(q)
+    assert wide(q)["docno"].tolist() == exact["docno"].tolist()
+    assert narrow(q)["docno"].tolist() != exact["docno"].tolist()
+    assert wide(q)["docno"].tolist() == exact["docno"].tolist()  # the narrow stage did not change the wide one
+    with pytest.raises(InputError, match="or a FAISS factory string"):
+        index.retriever(kind="IVF32;PQ8")
+    with pytest.raises(InputError, match="FAISS cannot build"):
+        index.retriever(k=10, kind="IVF32,PQ7")(q)  # 16 dimensions do not split into 7 sub-vectors
+    with pytest.raises(InputError, match="needs more vectors"):
+        index.retriever(k=10, kind="IVF4096,Flat")(q)

@@ -176,10 +176,10 @@ def test_atomic_dir_replaces_a_folder_without_a_gap(tmp_path):
 
 def test_hnsw_on_a_read_only_index_caches_its_graph_elsewhere(tmp_path, monkeypatch):
     index = vectors_index(tmp_path / "idx", count=300)
-    monkeypatch.setattr("pt_dense.index.retriever.writable", lambda folder: False)
+    monkeypatch.setattr("pt_dense.index.structures.writable", lambda folder: False)
     found = index.retriever(k=5, kind="hnsw", M=8, ef_construction=40)(search(index).head(1)[["qid", "query_vec"]])
     assert len(found) == 5 and not list(index.folder.glob("*.faiss"))
-    assert list((cache_dir() / "hnsw").glob(f"{index.meta['build_id']}/*.faiss"))
+    assert list((cache_dir() / "faiss").glob(f"{index.meta['build_id']}/*.faiss"))
 
 
 # ---------------------------------------------------------------------- runs: recorded, refused, reproducible

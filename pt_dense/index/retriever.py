@@ -1,19 +1,17 @@
-"""FAISS retrievers over a DenseIndex: exact (flat inner product) and approximate (HNSW, cached on disk)."""
+"""FAISS retrievers over a DenseIndex: exact (flat inner product) and approximate (HNSW, or any FAISS factory
+string: IVF, PQ, SQ, OPQ...; structures cached on disk, see :mod:`.structures`)."""
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+import faiss
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
 from pt_dense.errors import InputError
-from pt_dense.io.atomic import atomic_file
-from pt_dense.io.cache import cache_dir
+from pt_dense.index.structures import FACTORY, check_factory, factory_index, hnsw_graph, search_with
 from pt_dense.io.validation import require_columns, stack_vectors
 
 if TYPE_CHECKING:
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
 
 #: vectors searched per exact-search pass; bounds memory for indexes larger than RAM
 FLAT_CHUNK_ROWS = 1 << 20
-_HNSW_CACHE: dict[tuple, object] = {}
-_HNSW_LOCK = threading.Lock()
 
 
 class DenseRetriever(pt.Transformer):
@@ -65,8 +61,6 @@ class DenseRetriever(pt.Transformer):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, rows) per query, exact, in chunks of at most FLAT_CHUNK_ROWS vectors."""
-        import faiss
-
         vectors = self.index.vectors
         if len(vectors) <= FLAT_CHUNK_ROWS:
             return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
@@ -94,45 +88,36 @@ class HnswRetriever(DenseRetriever):
         return (*super()._config(), self.M, self.ef_construction, self.ef_search)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
         graph = hnsw_graph(self.index, self.M, self.ef_construction)
-        params = faiss.SearchParametersHNSW(efSearch=self.ef_search)
-        return graph.search(queries, k, params=params)
+        return graph.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=self.ef_search))
 
 
-def hnsw_graph(index: DenseIndex, M: int, ef_construction: int):
-    """The HNSW graph of ``index`` for (M, efConstruction): from memory, from the folder, or built and saved."""
-    import faiss
+class FactoryRetriever(DenseRetriever):
+    """Search with any FAISS structure named by an index_factory string (``"IVF4096,PQ48"``, ``"HNSW32,SQ8"``,
+    ``"OPQ64,IVF1024,PQ64"``): trained on a seeded sample of ``train_size`` vectors, built in chunks, cached beside
+    the vectors; ``nprobe`` and ``ef_search`` are this stage's own search parameters."""
 
-    name = f"hnsw-M{M}-efc{ef_construction}.faiss"
-    folder = index.folder if writable(index.folder) else cache_dir() / "hnsw" / str(index.meta["build_id"])
-    file = folder / name  # beside the vectors; in the cache when the index is read-only
-    key = (str(file.absolute()), index.meta.get("build_id"))
-    with _HNSW_LOCK:
-        if key in _HNSW_CACHE:
-            return _HNSW_CACHE[key]
-        if file.exists():
-            graph = faiss.read_index(str(file))
-        else:
-            from tqdm.auto import tqdm
+    def __init__(self, index: DenseIndex, k: int = 1000, *, factory: str, nprobe: int | None = None,
+                 ef_search: int | None = None, train_size: int = 100_000, seed: int = 0):
+        super().__init__(index, k)
+        check_factory(factory)
+        if min(v for v in (nprobe, ef_search, train_size, 1) if v is not None) < 1:
+            raise InputError("nprobe, ef_search and train_size must be at least 1")
+        self.factory, self.nprobe, self.ef_search, self.train_size, self.seed = (factory, nprobe, ef_search,
+                                                                                 train_size, seed)
 
-            graph = faiss.IndexHNSWFlat(index.dim, M, faiss.METRIC_INNER_PRODUCT)
-            graph.hnsw.efConstruction = ef_construction
-            step = 16384
-            for start in tqdm(range(0, len(index), step), desc="building HNSW", unit="chunk",
-                              disable=len(index) <= step):
-                graph.add(np.ascontiguousarray(index.vectors[start : start + step]))
-            folder.mkdir(parents=True, exist_ok=True)
-            with atomic_file(file) as tmp:
-                faiss.write_index(graph, str(tmp))
-        _HNSW_CACHE[key] = graph
-        return graph
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.factory
 
+    def _config(self) -> tuple:
+        return (*super()._config(), self.factory, self.nprobe, self.ef_search, self.train_size, self.seed)
 
-def writable(folder: Path) -> bool:
-    """Whether this process may add files to ``folder`` (a read-only index keeps its caches in the cache folder)."""
-    return os.access(folder, os.W_OK)
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        built = factory_index(self.index, self.factory, self.train_size, self.seed)
+        parameters = ",".join(f"{name}={value}" for name, value in (("nprobe", self.nprobe),
+                                                                    ("efSearch", self.ef_search)) if value)
+        return search_with(built, queries, k, parameters)
 
 
 def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docnos: np.ndarray) -> pd.DataFrame:
@@ -149,8 +134,9 @@ def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docno
     return out
 
 
-#: retriever kinds by name: ``index.retriever(kind=...)`` looks here; a new kind (a FAISS structure) extends the
-#: table with :func:`register_retriever_kind`, and every stage that takes ``kind=`` gets it
+#: retriever kinds by name: ``index.retriever(kind=...)`` looks here (any other kind is read as a FAISS factory
+#: string); a new kind extends the table with :func:`register_retriever_kind`, and every stage that takes ``kind=``
+#: gets it
 RETRIEVER_KINDS: dict[str, type[DenseRetriever]] = {"flat": DenseRetriever, "hnsw": HnswRetriever}
 
 
@@ -161,9 +147,12 @@ def register_retriever_kind(name: str, retriever: type[DenseRetriever]) -> None:
 
 def make_retriever(index: DenseIndex, k: int, kind: str, **params) -> DenseRetriever:
     """The retriever of ``kind`` over ``index`` (see :data:`RETRIEVER_KINDS`)."""
-    if kind not in RETRIEVER_KINDS:
-        raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(RETRIEVER_KINDS)}")
+    if kind not in RETRIEVER_KINDS and not FACTORY.match(kind):
+        raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(RETRIEVER_KINDS)} or a FAISS "
+                         "factory string (e.g. 'IVF4096,PQ48')")
     try:
+        if kind not in RETRIEVER_KINDS:
+            return FactoryRetriever(index, k=k, factory=kind, **params)
         return RETRIEVER_KINDS[kind](index, k=k, **params)
     except TypeError as err:
         raise InputError(f"retriever kind {kind!r} does not take {sorted(params)}: {err}") from err
