@@ -28,9 +28,20 @@ import pyterrier as pt
 
 from pt_dense.encoders.stages import encoders_of
 from pt_dense.errors import EncoderMismatchError
+from pt_dense.index.changes import add, compact, delete
 from pt_dense.index.generations import Generation, has_generations, open_newest
 from pt_dense.index.indexer import DenseIndexer
-from pt_dense.index.layout import ARTIFACT, BASE_FILE, META_FILE, VECTORS_FILE, check_files, read_docnos, read_meta
+from pt_dense.index.layout import (
+    ARTIFACT,
+    BASE_FILE,
+    META_FILE,
+    VECTORS_FILE,
+    check_files,
+    read_deleted,
+    read_docnos,
+    read_meta,
+)
+from pt_dense.index.package import package_files
 from pt_dense.index.refresh import refresh_index
 from pt_dense.index.retriever import DenseRetriever, make_retriever
 from pt_dense.index.scorer import VectorScorer
@@ -74,7 +85,7 @@ class DenseIndex(pt.Artifact):
 
     def reload(self) -> DenseIndex:
         """Let go of the generation read so far; the next read opens the newest one."""
-        for attr in ("meta", "vectors", "docnos", "docno_lookup"):
+        for attr in ("meta", "vectors", "docnos", "docno_lookup", "deleted"):
             self.__dict__.pop(attr, None)
         if self._generation is not None:
             self._generation.close()
@@ -112,9 +123,22 @@ class DenseIndex(pt.Artifact):
         return read_docnos(self.folder, len(self))
 
     @cached_property
-    def docno_lookup(self) -> pd.Index:
-        """Hash index docno -> row, for re-ranking candidates by their stored vectors."""
-        return pd.Index(self.docnos)
+    def deleted(self) -> np.ndarray:
+        """Sorted row numbers of deleted documents (never returned; gone after :meth:`compact`)."""
+        return read_deleted(self.folder, len(self))
+
+    @property
+    def live_count(self) -> int:
+        """Documents the index returns: its rows less the deleted ones."""
+        return len(self) - len(self.deleted)
+
+    @cached_property
+    def docno_lookup(self) -> pd.Index | LiveLookup:
+        """docno -> row (``get_indexer``; -1 for absent or deleted documents), for re-ranking from stored vectors."""
+        if not len(self.deleted):
+            return pd.Index(self.docnos)
+        live = np.setdiff1d(np.arange(len(self)), self.deleted)
+        return LiveLookup(pd.Index(self.docnos[live]), live)
 
     def check_vectors(self, vectors, *, what: str = "the query vectors") -> None:
         """Refuse ``vectors`` (a column of them) made by an encoder this index does not stand for, or by several."""
@@ -138,6 +162,23 @@ class DenseIndex(pt.Artifact):
                 f"{what} come from encoder {fingerprint[:12]}, but {self.path} was built by {name!r} "
                 f"({accepted[0][:12]}): use that encoder, re-index with this one, or refresh the index with a corrector"
             )
+
+    # ------------------------------------------------------------------ changes
+    def add(self, documents) -> DenseIndex:
+        """Append documents (``docno, doc_vec``, e.g. ``enc.doc_encoder()(docs)``) as a new generation."""
+        return add(self, documents)
+
+    def update(self, documents) -> DenseIndex:
+        """Replace documents (by docno; new ones are added) as a new generation."""
+        return add(self, documents, replace=True)
+
+    def delete(self, docnos) -> DenseIndex:
+        """Mark documents deleted (tombstones) as a new generation; :meth:`compact` removes them."""
+        return delete(self, docnos)
+
+    def compact(self) -> DenseIndex:
+        """Rewrite the index without its deleted rows."""
+        return compact(self)
 
     # ------------------------------------------------------------------ stages
     def indexer(self, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
@@ -187,6 +228,10 @@ class DenseIndex(pt.Artifact):
         """Fingerprint of the encoder that made the base vectors (the one a corrector maps from)."""
         return (self.meta.get("base_encoder") or self.meta.get("encoder") or {}).get("fingerprint")
 
+    def _package_files(self):
+        """What ``build_package`` packs: the generation this object reads, no caches (see index/package.py)."""
+        return package_files(self)
+
     def info(self) -> dict:
         meta = dict(self.meta)
         meta["path"] = str(self.path)
@@ -200,3 +245,17 @@ def _memmap(path: Path, count: int, dim: int) -> np.ndarray:
     if count == 0:
         return np.zeros((0, dim), dtype=np.float32)
     return np.memmap(path, dtype=np.float32, mode="r", shape=(count, dim))
+
+
+class LiveLookup:
+    """docno -> row over the live rows of an index with deletions (``pd.Index.get_indexer``'s contract)."""
+
+    def __init__(self, live_docnos: pd.Index, live_rows: np.ndarray):
+        self.live_docnos, self.live_rows = live_docnos, live_rows
+
+    def get_indexer(self, docnos) -> np.ndarray:
+        positions = self.live_docnos.get_indexer(docnos)
+        return np.where(positions >= 0, self.live_rows[np.maximum(positions, 0)], -1)
+
+    def __len__(self) -> int:
+        return len(self.live_docnos)

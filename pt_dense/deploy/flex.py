@@ -1,0 +1,52 @@
+"""Export a DenseIndex as a pyterrier_dr FlexIndex folder (``ptd.export.flex``), which pyterrier_dr opens with
+``FlexIndex(path)`` or ``pt.Artifact.load(path)`` and searches with any of its retrievers.
+
+The vectors go to ``vecs.f4`` unchanged (hard-linked from the index's current generation where the file system
+allows: generations never change their files, and pyterrier_dr never writes into ``vecs.f4``), the docnos to
+``docnos.npids``, the counts to ``pt_meta.json``; ``pt_dense.json`` beside them records the encoder, so
+``ptd.index.open_flex`` on the export checks query vectors as the index did (pyterrier_dr ignores the file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pt_dense.errors import InputError
+from pt_dense.index.dense_index import DenseIndex
+from pt_dense.index.flex import FLEX_DOCNOS, FLEX_META, FLEX_VECTORS, PT_DENSE_META, link_or_copy, vectors_probe
+from pt_dense.io.atomic import atomic_dir
+
+CHUNK = 65536
+
+
+def export_flex(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``index`` (any DenseIndex, a FlexIndex view included) as a FlexIndex at ``out_dir`` (atomically)."""
+    from npids import Lookup
+
+    if len(index) == 0:
+        raise InputError(f"{index.path} holds no vectors: a FlexIndex cannot be empty")
+    vectors = index.vectors
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        source = getattr(vectors, "filename", None)  # the file a memory map reads
+        if source and Path(source).stat().st_size == len(index) * index.dim * vectors.itemsize:
+            link_or_copy(Path(source), tmp / FLEX_VECTORS)
+        else:
+            with open(tmp / FLEX_VECTORS, "wb") as out:
+                for start in range(0, len(index), CHUNK):
+                    out.write(np.ascontiguousarray(vectors[start : start + CHUNK], dtype=np.float32).tobytes())
+        Lookup.build([str(d) for d in index.docnos], tmp / FLEX_DOCNOS, return_self=False)
+        (tmp / FLEX_META).write_text(json.dumps({"type": "dense_index", "format": "flex", "vec_size": index.dim,
+                                                 "doc_count": len(index)}))
+        meta = index.meta
+        (tmp / PT_DENSE_META).write_text(json.dumps({
+            "format": "pt_dense.flex_export", "count": len(index), "dim": index.dim,
+            "encoder": meta.get("encoder"), "accepts": meta.get("accepts") or [],
+            "vectors_probe": vectors_probe(tmp / FLEX_VECTORS), "source": str(index.path),
+        }, indent=2))
+    return Path(out_dir)
+
+
+__all__ = ["export_flex"]
