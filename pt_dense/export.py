@@ -1,9 +1,12 @@
-"""Export targets, registered by name: ``onnx`` (an encoder), ``pyserini_faiss`` and ``lucene`` (a DenseIndex).
+"""Export targets, registered by name: ``onnx`` (an encoder), ``pyserini_faiss``, ``lucene`` and ``flex`` (a
+DenseIndex), ``package`` (either, as a PyTerrier artifact package).
 
     ptd.export.onnx(enc, "out/model")                 # model.onnx + tokenizer + config.json + parity.json
     ptd.export.onnx(enc, "out/model-int8", quantize="int8")
     ptd.export.pyserini_faiss(index, "out/faiss")     # Pyserini FaissSearcher layout
     ptd.export.lucene(index, "out/lucene-hnsw")       # Anserini HNSW index (queries encoded by java_bridge)
+    ptd.export.flex(index, "out/scifact.flex")        # a pyterrier_dr FlexIndex (vecs.f4, docnos.npids)
+    ptd.export.package(index, "out/scifact.ptd.tar.lz4")   # pt.Artifact.from_url("file:///.../scifact.ptd.tar.lz4")
     ptd.export.to("lucene", index, "out/lucene-flat", kind="flat")   # any registered target by name
 """
 
@@ -13,15 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pt_dense import datasets
+from pt_dense.deploy.flex import export_flex as flex
 from pt_dense.deploy.lucene import lucene, pyserini_faiss
 from pt_dense.deploy.onnx_export import export_onnx as onnx
+from pt_dense.deploy.package import package
 from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
 from pt_dense.index.cached import cached_index
 from pt_dense.index.dense_index import DenseIndex
 
 #: export targets by name: ``target(source, out_dir, **settings) -> Path``
-TARGETS: dict[str, Callable[..., Path]] = {"onnx": onnx, "pyserini_faiss": pyserini_faiss, "lucene": lucene}
+TARGETS: dict[str, Callable[..., Path]] = {"onnx": onnx, "pyserini_faiss": pyserini_faiss, "lucene": lucene,
+                                           "flex": flex, "package": package}
 
 
 def register_target(name: str, target: Callable[..., Path]) -> None:
@@ -30,7 +36,8 @@ def register_target(name: str, target: Callable[..., Path]) -> None:
 
 
 def to(target: str, source, out_dir: str | Path, **settings) -> Path:
-    """Export ``source`` (an encoder for ``onnx``, a DenseIndex for the others) with the target named ``target``."""
+    """Export ``source`` (an encoder for ``onnx``, a DenseIndex for the index targets, either for ``package``) with
+    the target named ``target``."""
     if target not in TARGETS:
         raise InputError(f"unknown export target {target!r}; registered: {sorted(TARGETS)}")
     return TARGETS[target](source, out_dir, **settings)
@@ -59,4 +66,4 @@ def export_all(encoder: TorchEncoder | str, out: str | Path, *, index: DenseInde
     return written
 
 
-__all__ = ["TARGETS", "export_all", "lucene", "onnx", "pyserini_faiss", "register_target", "to"]
+__all__ = ["TARGETS", "export_all", "flex", "lucene", "onnx", "package", "pyserini_faiss", "register_target", "to"]
