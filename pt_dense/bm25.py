@@ -7,7 +7,7 @@ dataset and no folder, the index is cached under the pt_dense cache, keyed by th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -125,9 +125,10 @@ def build_index(docs, index_dir: str | Path, *, engine: str = "lucene", threads:
 
     records = docs.corpus_iter() if hasattr(docs, "corpus_iter") else docs
     total = len(records) if hasattr(records, "__len__") else None
-    records = tqdm(records, total=total, desc=f"BM25 ({engine}) indexing", unit="doc", smoothing=0.05)
-    with atomic_dir(index_dir, overwrite=overwrite) as tmp:
-        count = _index_lucene(records, tmp, threads) if engine == "lucene" else _index_pisa(records, tmp, threads)
+    bar = tqdm(total=total, desc=f"BM25 ({engine}) indexing", unit="doc", smoothing=0.05)
+    with bar, atomic_dir(index_dir, overwrite=overwrite) as tmp:  # Lucene's documents count once added, not read
+        count = _index_lucene(records, tmp, threads, bar.update) if engine == "lucene" else \
+            _index_pisa(_advancing(records, bar.update), tmp, threads)
         if count == 0:
             raise InputError("the corpus is empty: there is nothing to index")
     return Path(index_dir)
@@ -146,7 +147,13 @@ def _checked(records: Iterable[dict]) -> Iterable[dict]:
         yield record
 
 
-def _index_lucene(records: Iterable[dict], folder: Path, threads: int) -> int:
+def _advancing(records: Iterable[dict], advance: Callable[[int], object]) -> Iterable[dict]:
+    for record in records:
+        advance(1)
+        yield record
+
+
+def _index_lucene(records: Iterable[dict], folder: Path, threads: int, advance: Callable[[int], object]) -> int:
     start_jvm()
     from pyserini.index.lucene import LuceneIndexer
 
@@ -156,9 +163,11 @@ def _index_lucene(records: Iterable[dict], folder: Path, threads: int) -> int:
         batch.append({"id": record["docno"], "contents": record["text"]})
         if len(batch) == 1024:
             indexer.add_batch_dict(batch)
+            advance(len(batch))
             count, batch = count + len(batch), []
     if batch:
         indexer.add_batch_dict(batch)
+        advance(len(batch))
         count += len(batch)
     indexer.close()
     return count

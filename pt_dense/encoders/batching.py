@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -11,6 +13,20 @@ from pt_dense.errors import InputError
 #: encode calls with at least this many texts show a progress bar (unless ``progress=False``)
 PROGRESS_MIN_TEXTS = 2000
 SIDE_NAMES = {"query": "queries", "doc": "documents"}
+#: where encode calls report the texts they finish while a caller (an indexer) shows the progress bar itself
+_PROGRESS_SINK: ContextVar[Callable[[int], None] | None] = ContextVar("pt_dense_progress_sink", default=None)
+
+
+@contextmanager
+def report_progress_to(sink: Callable[[int], None]) -> Iterator[None]:
+    """While active, every encode call of this context reports each finished model batch (``sink(texts)``) instead
+    of showing a bar of its own: an indexer fed by a document encoder advances as the documents are encoded, not
+    when a whole stage batch of them arrives."""
+    token = _PROGRESS_SINK.set(sink)
+    try:
+        yield
+    finally:
+        _PROGRESS_SINK.reset(token)
 
 
 def check_side(side: str) -> None:
@@ -31,17 +47,25 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarr
 
 def encode_sorted(ids: list[list[int]], run: Callable[[list[list[int]]], np.ndarray], dim: int, batch_size: int,
                   *, progress: bool | None, desc: str) -> np.ndarray:
-    """Run ``run`` (token-id batch -> vectors) over length-sorted batches; rows come back in input order."""
+    """Run ``run`` (token-id batch -> vectors) over length-sorted batches; rows come back in input order.
+
+    The batches are formed from the length-sorted texts (each padded only to its own longest) but run in a fixed
+    shuffled order, so the work per batch does not drift from the longest texts to the shortest and the progress
+    bar's rate, and its ETA, hold from the first batches on."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
     from tqdm.auto import tqdm
 
     out = np.empty((len(ids), dim), dtype=np.float32)
     order = np.argsort([-len(x) for x in ids], kind="stable")
-    show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS
+    starts = np.random.default_rng(0).permutation(np.arange(0, len(ids), batch_size))
+    sink = _PROGRESS_SINK.get()
+    show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS and sink is None
     with tqdm(total=len(ids), desc=desc, unit="text", smoothing=0.05, disable=not show) as bar:
-        for start in range(0, len(ids), batch_size):
+        for start in starts:
             rows = order[start : start + batch_size]
             out[rows] = run([ids[i] for i in rows])
             bar.update(len(rows))
+            if sink is not None:
+                sink(len(rows))
     return out

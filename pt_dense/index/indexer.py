@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyterrier as pt
 
+from pt_dense.encoders.batching import report_progress_to
 from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.index.layout import DOCNOS_FILE, FORMAT, FORMAT_VERSION, VECTORS_FILE
@@ -74,10 +75,10 @@ class DenseIndexer(pt.Indexer):
         encoder: dict | None = None
         normalized = True
         count = 0
-        bar = tqdm(records, total=total, desc="indexing", unit="doc", disable=not self.progress, smoothing=0.05)
-        with bar, open(folder / VECTORS_FILE, "wb") as vec_out, \
+        bar = _IndexingBar(tqdm(total=total, desc="indexing", unit="doc", disable=not self.progress, smoothing=0.05))
+        with bar.bar, report_progress_to(bar.encoded), open(folder / VECTORS_FILE, "wb") as vec_out, \
                 open(folder / DOCNOS_FILE, "w", encoding="utf-8") as ids_out:
-            for chunk in _chunks(bar, self.chunk_size):
+            for chunk in _chunks(bar.received(records), self.chunk_size):
                 if count == 0:
                     missing = [c for c in ("docno", "doc_vec") if c not in chunk[0]]
                     if missing:
@@ -86,10 +87,10 @@ class DenseIndexer(pt.Indexer):
                             "enc.doc_encoder() >> index.indexer()"
                         )
                     encoder = chunk[0].get(ENCODER_KEY)
-                docnos = [_check_docno(r.get("docno"), seen) for r in chunk]
+                docnos = [check_docno(r.get("docno"), seen) for r in chunk]
                 if any(_fingerprint(r) != (encoder or {}).get("fingerprint") for r in chunk):
                     raise InputError("the records come from more than one encoder; index one encoder's vectors")
-                vectors = _stack(chunk, dim)
+                vectors = stack_records(chunk, dim)
                 dim = vectors.shape[1]
                 norms = np.linalg.norm(vectors, axis=1)
                 normalized = normalized and bool(np.all(np.abs(norms - 1) < NORM_TOLERANCE))
@@ -99,6 +100,32 @@ class DenseIndexer(pt.Indexer):
         if count == 0:
             raise InputError("the corpus is empty: there is nothing to index")
         return {"dim": dim, "count": count, "normalized": normalized, "encoder": encoder}
+
+
+class _IndexingBar:
+    """The indexing bar counts a document when it is encoded (a document encoder upstream reports every model batch
+    it finishes: PyTerrier hands that stage 1,024 documents at a time, and counting their records as they arrive
+    would show nothing, then a jump, per 1,024) or, for vectors computed elsewhere, when its record arrives."""
+
+    def __init__(self, bar):
+        self.bar, self.encoded_count, self.received_count = bar, 0, 0
+
+    def encoded(self, count: int) -> None:
+        self.encoded_count += count
+        self._show()
+
+    def received(self, records: Iterable[dict]):
+        for record in records:
+            self.received_count += 1
+            self._show()
+            yield record
+
+    def _show(self) -> None:
+        if self.bar.disable:
+            return
+        done = max(self.encoded_count, self.received_count)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
 
 
 def _fingerprint(record: dict) -> str | None:
@@ -116,7 +143,7 @@ def _chunks(records: Iterable[dict], size: int):
         yield chunk
 
 
-def _check_docno(docno: object, seen: set[str]) -> str:
+def check_docno(docno: object, seen: set[str]) -> str:
     if not isinstance(docno, str) or not docno or any(c in docno for c in "\n\r"):
         raise InputError(f"invalid docno {docno!r}: docnos must be non-empty strings without line breaks")
     if docno in seen:
@@ -125,7 +152,7 @@ def _check_docno(docno: object, seen: set[str]) -> str:
     return docno
 
 
-def _stack(chunk: list[dict], dim: int | None) -> np.ndarray:
+def stack_records(chunk: list[dict], dim: int | None) -> np.ndarray:
     try:
         vectors = np.ascontiguousarray(np.stack([np.asarray(r["doc_vec"]) for r in chunk]), dtype=np.float32)
     except ValueError as err:
