@@ -1,6 +1,6 @@
-"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``, ``train``, ``pretrain``, ``refresh``, ``export``,
-``scaling``. It parses arguments and calls one library function per command; the library is imported only by the
-command that needs it, so ``pt-dense --help`` loads no torch."""
+"""The ``pt-dense`` command line: ``eval``, ``demo``, ``index``, ``add``, ``delete``, ``train``, ``pretrain``,
+``refresh``, ``export``, ``scaling``. It parses arguments and calls one library function per command; the library is
+imported only by the command that needs it, so ``pt-dense --help`` loads no torch."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     ix.add_argument("--out", required=True, help="index folder to create")
     ix.add_argument("--overwrite", action="store_true")
     ix.add_argument("--batch-size", type=_positive_int, default=32)
+
+    add = commands.add_parser("add", help="encode documents and add them to a dense index (a new generation)")
+    add.add_argument("--index", required=True)
+    add.add_argument("--docs", required=True, help="a collection (BEIR folder or name) whose documents to add")
+    add.add_argument("--encoder", required=True, help="the index's encoder: a saved folder or a model name")
+    add.add_argument("--replace", action="store_true", help="replace documents the index holds already")
+
+    rm = commands.add_parser("delete", help="delete documents from a dense index (tombstones; --compact rewrites)")
+    rm.add_argument("--index", required=True)
+    rm.add_argument("--docnos", default="", help="comma-separated docnos")
+    rm.add_argument("--docnos-file", help="a file of docnos, one a line")
+    rm.add_argument("--compact", action="store_true", help="then rewrite the index without the deleted rows")
 
     tr = commands.add_parser("train", help="fine-tune an encoder (LoRA or full) contrastively on a collection")
     tr.add_argument("--data", required=True)
@@ -93,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        handlers = {"eval": _eval, "demo": _demo, "index": _index, "export": _export, "train": _train,
-                    "pretrain": _pretrain, "refresh": _refresh, "scaling": _scaling}
+        handlers = {"eval": _eval, "demo": _demo, "index": _index, "add": _add, "delete": _delete,
+                    "export": _export, "train": _train, "pretrain": _pretrain, "refresh": _refresh,
+                    "scaling": _scaling}
         return handlers[args.command](args)
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
@@ -140,6 +153,22 @@ def _index(args) -> int:
 
     index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size)
     print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {index.fingerprint[:12]})")
+    return 0
+
+
+def _add(args) -> int:
+    from pt_dense.index import add_documents
+
+    index = add_documents(args.index, args.docs, args.encoder, replace=args.replace)
+    print(f"{index.path}: {index.live_count} documents ({index.generation.name})")
+    return 0
+
+
+def _delete(args) -> int:
+    from pt_dense.index import delete_documents
+
+    index = delete_documents(args.index, args.docnos, args.docnos_file, compact=args.compact)
+    print(f"{index.path}: {index.live_count} documents ({len(index.deleted)} deleted rows; {index.generation.name})")
     return 0
 
 

@@ -2,8 +2,9 @@
 
     python fault_writer.py index   INDEX SEED        overwrite INDEX with vectors drawn from SEED
     python fault_writer.py refresh INDEX SEED        refresh INDEX in place with a corrector drawn from SEED
+    python fault_writer.py add     INDEX SEED        add 50,000 documents drawn from SEED to INDEX
     python fault_writer.py train   DATA MODEL OUT    train_collection(... resume=True, checkpoint_every=1)
-    python fault_writer.py publish INDEX COUNT       COUNT generations, alternating overwrites and refreshes
+    python fault_writer.py publish INDEX COUNT       COUNT generations: refreshes, overwrites, adds and deletes in turn
 
 Prints "ready" (flushed) when its imports and set-up are done and the write begins.
 """
@@ -42,6 +43,12 @@ def refresh(path: str, seed: int) -> None:
     index.refresh(corrector)
 
 
+def add(path: str, seed: int, count: int = 50_000) -> None:
+    index = DenseIndex(path)
+    rows = vectors(seed, count, index.dim)
+    index.add([{"docno": f"s{seed}-{i}", "doc_vec": v} for i, v in enumerate(rows)])
+
+
 def main(mode: str, *args: str) -> None:
     if mode == "train":
         from pt_dense.training.run import train_collection
@@ -57,9 +64,18 @@ def main(mode: str, *args: str) -> None:
         overwrite(path, number)
     elif mode == "refresh":
         refresh(path, number)
+    elif mode == "add":
+        add(path, number)
     else:
         for generation in range(number):
-            (overwrite(path, generation, 2000, 32) if generation % 2 else refresh(path, generation))
+            if generation % 4 == 0:
+                refresh(path, generation)
+            elif generation % 4 == 1:
+                overwrite(path, generation, 2000, 32)
+            elif generation % 4 == 2:
+                add(path, generation, 100)
+            else:
+                DenseIndex(path).delete([f"s{generation - 1}-{i}" for i in range(50)])
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ def pyserini_faiss(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = 
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         flat = faiss.IndexFlatIP(index.dim)
-        for start in range(0, len(index), 65536):
-            flat.add(np.ascontiguousarray(index.vectors[start : start + 65536]))
+        with open(tmp / "docid", "w", encoding="utf-8") as docids:
+            for docnos, vectors in index.chunks():  # live documents only
+                flat.add(np.ascontiguousarray(vectors))
+                docids.write("".join(d + "\n" for d in docnos))
         faiss.write_index(flat, str(tmp / "index"))
-        (tmp / "docid").write_text("".join(d + "\n" for d in index.docnos), encoding="utf-8")
         (tmp / META_NAME).write_text(json.dumps(_meta(index, "pyserini-faiss"), indent=2))
     return Path(out_dir)
 
@@ -53,11 +54,10 @@ def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int
         raise InputError("Lucene's DOT_PRODUCT needs unit vectors; this index is not L2-normalised")
     with atomic_dir(out_dir, overwrite=overwrite) as tmp, tempfile.TemporaryDirectory() as collection:
         with open(Path(collection) / "vectors.jsonl", "w", encoding="utf-8") as out:
-            for start in tqdm(range(0, len(index), 4096), desc="writing vectors for Anserini", unit="chunk",
-                              disable=len(index) <= 4096):
-                rows = np.asarray(index.vectors[start : start + 4096])
+            for docnos, rows in tqdm(index.chunks(4096), desc="writing vectors for Anserini", unit="chunk",
+                                     total=-(-len(index) // 4096), disable=len(index) <= 4096):
                 out.writelines(json.dumps({"docid": d, "vector": v.tolist()}) + "\n"
-                               for d, v in zip(index.docnos[start : start + 4096], rows, strict=True))
+                               for d, v in zip(docnos, rows, strict=True))
         args = ["-collection", "JsonDenseVectorCollection", "-input", collection, "-index", str(tmp / LUCENE_SUBDIR),
                 "-generator", "DenseVectorDocumentGenerator", "-threads", str(threads or os.cpu_count() or 1)]
         if kind == "hnsw":
@@ -74,7 +74,7 @@ def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int
 
 
 def _meta(index: DenseIndex, kind: str) -> dict:
-    return {"kind": kind, "dim": index.dim, "count": len(index), "encoder": index.meta.get("encoder"),
+    return {"kind": kind, "dim": index.dim, "count": index.live_count, "encoder": index.meta.get("encoder"),
             "source": str(index.path)}
 
 

@@ -124,7 +124,7 @@ class DocEncoder(_EncoderStage):
         require_columns(inp.columns, self.required, self)
         texts = clean_texts(inp["text"].to_numpy(), inp["docno"].to_numpy(), "document text")
         vectors = self.encoder.encode(texts, "doc")
-        return inp.assign(doc_vec=list(vectors))
+        return inp.assign(doc_vec=stamp(vectors, self.encoder.fingerprint))
 
     def transform_iter(self, inp):
         """Records in, records out; each also names the encoder (ENCODER_KEY), which an indexer records."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from pt_dense import datasets
 from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.index.dense_index import DenseIndex
@@ -28,6 +30,31 @@ def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, bat
     indexer = index.indexer(overwrite=overwrite, total=total, corpus=getattr(data, "source", None))
     (encoder.doc_encoder() >> indexer).index(corpus)
     return index
+
+
+def add_documents(index: DenseIndex | str | Path, documents, encoder, *, replace: bool = False) -> DenseIndex:
+    """Encode ``documents`` (a collection, a name or path ``datasets.load`` opens, or ``{"docno", "text"}``
+    records) with ``encoder`` (the index's own, checked) and add them to ``index`` (what ``pt-dense add`` runs)."""
+    index = index if isinstance(index, DenseIndex) else DenseIndex(index)
+    if isinstance(encoder, (str, Path)):
+        encoder = TorchEncoder.from_pretrained(str(encoder))
+    index.check_encoder(encoder.fingerprint, what="the encoder given to add documents")
+    documents = datasets.load(documents) if isinstance(documents, (str, Path)) else documents
+    records = list(documents.corpus_iter() if hasattr(documents, "corpus_iter") else documents)
+    frame = encoder.doc_encoder()(pd.DataFrame(records, columns=["docno", "text"]))
+    return index.update(frame) if replace else index.add(frame)
+
+
+def delete_documents(index: DenseIndex | str | Path, docnos: str | list[str] = "",
+                     docnos_file: str | Path | None = None, *, compact: bool = False) -> DenseIndex:
+    """Delete documents given as a list, a comma-separated string and/or a file of docnos (one a line), then
+    optionally compact the index (what ``pt-dense delete`` runs)."""
+    index = index if isinstance(index, DenseIndex) else DenseIndex(index)
+    listed = [d.strip() for d in docnos.split(",")] if isinstance(docnos, str) else list(docnos)
+    if docnos_file:
+        listed += Path(docnos_file).read_text(encoding="utf-8").splitlines()
+    index.delete([d for d in listed if d])
+    return index.compact() if compact else index
 
 
 def cached_index(data, encoder, *, index_dir: str | Path | None = None, overwrite: bool = False) -> DenseIndex:

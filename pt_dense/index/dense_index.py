@@ -19,6 +19,7 @@ after; :meth:`DenseIndex.reload` moves it to the newest. Every file is checked a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -162,6 +163,14 @@ class DenseIndex(pt.Artifact):
                 f"{what} come from encoder {fingerprint[:12]}, but {self.path} was built by {name!r} "
                 f"({accepted[0][:12]}): use that encoder, re-index with this one, or refresh the index with a corrector"
             )
+
+    def chunks(self, size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(docnos, vectors) of the live documents, ``size`` rows at a time (for exports and rebuilds)."""
+        keep = np.ones(len(self), dtype=bool)
+        keep[self.deleted] = False
+        for start in range(0, len(self), size):
+            live = keep[start : start + size]
+            yield self.docnos[start : start + size][live], np.asarray(self.vectors[start : start + size])[live]
 
     # ------------------------------------------------------------------ changes
     def add(self, documents) -> DenseIndex:

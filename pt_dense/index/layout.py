@@ -17,6 +17,7 @@ from pt_dense.io.files import read_json
 FORMAT = "pt_dense.dense_index"
 FORMAT_VERSION = 2
 META_FILE, VECTORS_FILE, DOCNOS_FILE, BASE_FILE = "meta.json", "vectors.f32", "docnos.txt", "base.f32"
+DELETED_FILE = "deleted.i64"  # tombstones: the sorted row numbers of deleted documents, int64
 ARTIFACT_FILE = "pt_meta.json"
 ARTIFACT = {"type": "dense_index", "format": "pt_dense", "package_hint": "pt-dense"}
 FLOAT_BYTES = 4
@@ -47,6 +48,8 @@ def check_files(folder: Path, meta: dict) -> None:
     expected[VECTORS_FILE] = meta["count"] * meta["dim"] * FLOAT_BYTES
     if (folder / BASE_FILE).exists() or "base_encoder" in meta:
         expected[BASE_FILE] = expected[VECTORS_FILE]
+    if meta.get("deleted"):
+        expected[DELETED_FILE] = meta["deleted"] * 8
     for name, size in expected.items():
         path = folder / name
         if not path.exists():
@@ -74,3 +77,19 @@ def read_docnos(folder: Path, count: int) -> np.ndarray:
         raise IndexFormatError(f"{path} has {len(lines):,} lines ({empty} empty) for {count:,} vectors: the docnos "
                                f"no longer match the vectors; {REBUILD}")
     return np.array(lines, dtype=object)
+
+
+def read_deleted(folder: Path, count: int) -> np.ndarray:
+    """The sorted row numbers of deleted documents (none when the generation has no tombstones)."""
+    path = folder / DELETED_FILE
+    if not path.exists():
+        return np.zeros(0, dtype=np.int64)
+    rows = np.fromfile(path, dtype=np.int64)
+    if len(rows) and (rows.min() < 0 or rows.max() >= count or (np.diff(rows) <= 0).any()):
+        raise IndexFormatError(f"{path} holds row numbers outside 0..{count - 1} or out of order: {REBUILD}")
+    return rows
+
+
+def write_deleted(folder: Path, rows: np.ndarray) -> None:
+    if len(rows):
+        np.asarray(rows, dtype=np.int64).tofile(folder / DELETED_FILE)

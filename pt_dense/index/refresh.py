@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pt_dense.errors import EncoderMismatchError, InputError
-from pt_dense.index.layout import BASE_FILE, DOCNOS_FILE, VECTORS_FILE
+from pt_dense.index.layout import BASE_FILE, DELETED_FILE, DOCNOS_FILE, VECTORS_FILE
 from pt_dense.index.publish import publish
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
     def write(folder: Path) -> dict:
         _link_or_copy(base_file, folder / BASE_FILE)
         _link_or_copy(docnos_file, folder / DOCNOS_FILE)
+        if (docnos_file.parent / DELETED_FILE).exists():  # the tombstones stay
+            _link_or_copy(docnos_file.parent / DELETED_FILE, folder / DELETED_FILE)
         normalized = True
         with open(folder / VECTORS_FILE, "wb") as out:
             for start in range(0, len(index), CHUNK):

@@ -55,8 +55,13 @@ class DenseRetriever(pt.Transformer):
         require_columns(inp.columns, ["qid", "query_vec"], self)
         self.index.check_vectors(inp["query_vec"])
         queries = stack_vectors(inp["query_vec"], self.index.dim, "query_vec")
-        k = min(self.k, len(self.index))
-        scores, rows = self.search(queries, k) if len(inp) else (np.zeros((0, k), np.float32), np.zeros((0, k), int))
+        k, deleted = min(self.k, self.index.live_count), self.index.deleted
+        if not len(inp) or k == 0:
+            return results_frame(inp, np.zeros((len(inp), 0), np.float32), np.zeros((len(inp), 0), int),
+                                 self.index.docnos)
+        scores, rows = self.search(queries, min(k + len(deleted), len(self.index)))
+        if len(deleted):  # deleted rows are searched (until compact) but never returned
+            scores, rows = without_rows(scores, rows, deleted, k)
         return results_frame(inp, scores, rows, self.index.docnos)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +123,15 @@ class FactoryRetriever(DenseRetriever):
         parameters = ",".join(f"{name}={value}" for name, value in (("nprobe", self.nprobe),
                                                                     ("efSearch", self.ef_search)) if value)
         return search_with(built, queries, k, parameters)
+
+
+def without_rows(scores: np.ndarray, rows: np.ndarray, dropped: np.ndarray, k: int) -> tuple[np.ndarray,
+                                                                                              np.ndarray]:
+    """The top ``k`` of each query's hits once ``dropped`` rows are removed (order kept; -1 pads a short list)."""
+    gone = np.isin(rows, dropped) | (rows < 0)
+    order = np.argsort(gone, axis=1, kind="stable")[:, :k]
+    rows = np.where(np.take_along_axis(gone, order, axis=1), -1, np.take_along_axis(rows, order, axis=1))
+    return np.take_along_axis(scores, order, axis=1), rows
 
 
 def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docnos: np.ndarray) -> pd.DataFrame:

@@ -143,14 +143,15 @@ class PEFA:
         that bound the score matrix to SCORE_CHUNK * 256 floats.
         """
         vectors, knn = self.index.vectors, self.knn_scores(queries)
-        n_docs = len(vectors)
-        k = min(k, n_docs)
+        n_docs, deleted = len(vectors), self.index.deleted
+        k = min(k, self.index.live_count)
         scores_out = np.empty((len(queries), k), dtype=np.float32)
         rows_out = np.empty((len(queries), k), dtype=np.int64)
         step = max(1, (SCORE_CHUNK * 256) // n_docs)
         for start in range(0, len(queries), step):
             part = slice(start, start + step)
             scores = self.lam * _dot_all(queries[part], vectors)
+            scores[:, deleted] = -np.inf  # deleted documents are never returned
             scores += (1 - self.lam) * knn[part].toarray()
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_docs else np.argsort(-scores, axis=1)
             top_scores = np.take_along_axis(scores, top, axis=1)
@@ -178,7 +179,8 @@ class PEFA:
         if not folded.built():
             encoder = self.index.meta.get("encoder")
             descriptor = {**encoder, "pefa": {"kind": "xs", "lam": self.lam}} if encoder else None
-            docnos, vectors = self.index.docnos, self.folded_vectors()
+            live = np.setdiff1d(np.arange(len(self.index)), self.index.deleted)
+            docnos, vectors = self.index.docnos[live], self.folded_vectors()[live]
             folded.indexer(progress=False).index(
                 {"docno": d, "doc_vec": v, ENCODER_KEY: descriptor} for d, v in zip(docnos, vectors, strict=True))
         self._folded = folded

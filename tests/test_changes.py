@@ -1,0 +1,111 @@
+"""Indexes that grow and shrink: add, update, delete (tombstones) and compact, each a new generation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import WORDS, write_beir
+
+from pt_dense import BiEncoder, Corrector, EncoderMismatchError, InputError
+from pt_dense.cli import main
+from pt_dense.encoders.stages import stamp
+from pt_dense.index import DenseIndex
+
+DIM = 8
+
+
+def unit(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def frame(docnos: list[str], vectors: np.ndarray, encoder: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"docno": docnos, "doc_vec": stamp(vectors, encoder) if encoder else list(vectors)})
+
+
+def hits(index: DenseIndex, vector: np.ndarray, k: int = 5) -> list[str]:
+    return index.retriever(k=k)(pd.DataFrame({"qid": ["1"], "query_vec": [vector]}))["docno"].tolist()
+
+
+@pytest.fixture
+def index(tmp_path) -> DenseIndex:
+    index = DenseIndex(tmp_path / "idx")
+    index.indexer(progress=False).index({"docno": f"d{i}", "doc_vec": v} for i, v in enumerate(unit(20, 0)))
+    return index
+
+
+def test_added_documents_are_found_by_readers_opened_after_and_not_by_those_before(index):
+    before = DenseIndex(index.path)
+    before_hits = hits(before, unit(1, 5)[0])
+    new = unit(3, 9)
+    index.add(frame(["n0", "n1", "n2"], new))
+    assert hits(DenseIndex(index.path), new[1], k=1) == ["n1"]  # a reader opened after the change sees it
+    assert hits(before, unit(1, 5)[0]) == before_hits  # one opened before keeps its generation
+    assert len(DenseIndex(index.path)) == 23 and index.live_count == 23
+    with pytest.raises(InputError, match="already"):
+        index.add(frame(["n1"], new[:1]))
+    with pytest.raises(InputError, match="dimension"):
+        index.add(frame(["z"], np.ones((1, 4), np.float32)))
+
+
+def test_deleted_documents_are_never_returned_and_compact_removes_them(index):
+    vectors = np.asarray(index.vectors).copy()
+    index.delete(["d3", "d7"])
+    fresh = DenseIndex(index.path)
+    assert fresh.live_count == 18 and "d3" not in hits(fresh, vectors[3], k=20)
+    assert hits(fresh, vectors[3], k=1) != ["d3"]
+    assert fresh.docno_lookup.get_indexer(["d3", "d4"]).tolist() == [-1, 4]
+    cands = pd.DataFrame({"qid": ["1", "1"], "query_vec": [vectors[3]] * 2, "docno": ["d3", "d4"]})
+    assert fresh.scorer(missing="drop")(cands)["docno"].tolist() == ["d4"]
+    with pytest.raises(InputError, match="not in"):
+        fresh.scorer()(cands)
+    with pytest.raises(InputError, match="not in"):
+        fresh.delete(["d3"])  # deleted already
+    index.update(frame(["d3"], vectors[3:4]))  # re-adding a deleted docno is an add
+    assert hits(DenseIndex(index.path), vectors[3], k=1) == ["d3"]
+    index.update(frame(["d4"], -vectors[4:5]))  # replacing a live one
+    assert "d4" not in hits(DenseIndex(index.path), vectors[4], k=3)
+    compacted = DenseIndex(index.path).compact()
+    assert len(compacted) == compacted.live_count == 19 and not len(compacted.deleted)  # d7 stays deleted
+    assert sorted(compacted.docnos) == sorted(f"d{i}" for i in range(20) if i != 7)
+    np.testing.assert_allclose(np.asarray(compacted.vectors)[compacted.docno_lookup.get_indexer(["d5"])][0],
+                               vectors[5])
+    assert fresh.folder.exists()  # a reader still holds the generation it opened: kept
+    fresh.close()
+    compacted.compact()  # the next write removes every generation no reader holds
+    assert [p.name for p in index.path.glob("gen-*")] == [compacted.generation.name]
+
+
+def test_changes_follow_the_encoder_and_survive_refreshes(tmp_path, tiny_encoder):
+    index = DenseIndex(tmp_path / "idx")
+    docs = [{"docno": f"d{i}", "text": " ".join(WORDS[i : i + 5])} for i in range(12)]
+    (tiny_encoder.doc_encoder() >> index.indexer(progress=False)).index(docs[:10])
+    other = BiEncoder(*__import__("conftest").tiny_bert(seed=3), query_max_length=16, doc_max_length=32)
+    with pytest.raises(EncoderMismatchError):
+        index.add(other.doc_encoder()(pd.DataFrame(docs[10:])))
+    index.add(tiny_encoder.doc_encoder()(pd.DataFrame(docs[10:11])))
+    index.delete(["d0"])
+    texts = {d["docno"]: d["text"] for d in docs}
+    index.refresh(Corrector.fit(index, other, texts, sample=6, width=8, epochs=2, progress=False))
+    refreshed = DenseIndex(index.path)
+    assert refreshed.fingerprint == other.fingerprint and refreshed.live_count == 10 and list(refreshed.deleted) == [0]
+    index.add(other.doc_encoder()(pd.DataFrame(docs[11:])))  # after a refresh: the index's current encoder
+    query = pd.DataFrame({"qid": ["1"], "query": [docs[11]["text"]]})
+    assert "d0" not in (other.query_encoder() >> DenseIndex(index.path).retriever(k=12))(query)["docno"].tolist()
+
+
+def test_pt_dense_add_and_delete(tmp_path, tiny_encoder, capsys):
+    docs = [{"docno": f"d{i}", "title": "", "text": " ".join(WORDS[i : i + 6])} for i in range(12)]
+    data = write_beir(tmp_path / "data", docs[:8], [{"qid": "q", "query": "cat"}], {"test": [("q", "d0", 1)]})
+    more = write_beir(tmp_path / "more", docs[8:], [{"qid": "q", "query": "cat"}], {"test": [("q", "d8", 1)]})
+    tiny_encoder.save(tmp_path / "model")
+    assert main(["index", "--data", str(data), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "i")]) == 0
+    assert main(["add", "--index", str(tmp_path / "i"), "--docs", str(more), "--encoder", str(tmp_path / "model")]) == 0
+    assert "12 documents" in capsys.readouterr().out
+    assert main(["add", "--index", str(tmp_path / "i"), "--docs", str(more), "--encoder", str(tmp_path / "model")]) == 2
+    assert "already" in capsys.readouterr().err
+    assert main(["delete", "--index", str(tmp_path / "i"), "--docnos", "d1,d9", "--compact"]) == 0
+    assert "10 documents (0 deleted rows" in capsys.readouterr().out
+    assert main(["delete", "--index", str(tmp_path / "i"), "--docnos", "zz"]) == 2
+    assert "not in" in capsys.readouterr().err
