@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     ix.add_argument("--out", required=True, help="index folder to create")
     ix.add_argument("--overwrite", action="store_true")
     ix.add_argument("--batch-size", type=_positive_int, default=32)
+    ix.add_argument("--shard", help="encode shard i of n (i/n) into OUT.shards/, or 'auto' (the torchrun rank); "
+                                    "then `pt-dense merge --out OUT`")
+
+    merge = commands.add_parser("merge", help="merge the shards in OUT.shards/ into one dense index at OUT")
+    merge.add_argument("--out", required=True)
+    merge.add_argument("--overwrite", action="store_true")
 
     add = commands.add_parser("add", help="encode documents and add them to a dense index (a new generation)")
     add.add_argument("--index", required=True)
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        handlers = {"eval": _eval, "demo": _demo, "index": _index, "add": _add, "delete": _delete,
+        handlers = {"eval": _eval, "demo": _demo, "index": _index, "merge": _merge, "add": _add, "delete": _delete,
                     "export": _export, "train": _train, "pretrain": _pretrain, "refresh": _refresh,
                     "scaling": _scaling}
         return handlers[args.command](args)
@@ -149,10 +155,22 @@ def _demo(args) -> int:
 
 
 def _index(args) -> int:
-    from pt_dense.index import build_index
+    from pt_dense.index import build_index, encode_shard, parse_shard
 
-    index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size)
+    if args.shard:
+        index = encode_shard(args.data, args.model, args.out, *parse_shard(args.shard), overwrite=args.overwrite,
+                             batch_size=args.batch_size)
+    else:
+        index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size)
     print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {index.fingerprint[:12]})")
+    return 0
+
+
+def _merge(args) -> int:
+    from pt_dense.index import merge_shards
+
+    index = merge_shards(args.out, overwrite=args.overwrite)
+    print(f"{index.path}: {len(index)} vectors of dimension {index.dim} from {index.meta.get('corpus', '?')}")
     return 0
 
 

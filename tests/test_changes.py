@@ -109,3 +109,24 @@ def test_pt_dense_add_and_delete(tmp_path, tiny_encoder, capsys):
     assert "10 documents (0 deleted rows" in capsys.readouterr().out
     assert main(["delete", "--index", str(tmp_path / "i"), "--docnos", "zz"]) == 2
     assert "not in" in capsys.readouterr().err
+
+
+def test_a_two_shard_build_equals_the_one_process_build(tmp_path, tiny_encoder, capsys):
+    docs = [{"docno": f"d{i}", "title": "", "text": " ".join(WORDS[i % 20 : i % 20 + 4 + i % 5])} for i in range(25)]
+    data = write_beir(tmp_path / "data", docs, [{"qid": "q", "query": "cat"}], {"test": [("q", "d0", 1)]})
+    tiny_encoder.save(tmp_path / "model")
+    common = ["--data", str(data), "--model", str(tmp_path / "model")]
+    assert main(["index", *common, "--out", str(tmp_path / "one")]) == 0
+    assert main(["merge", "--out", str(tmp_path / "two")]) == 2
+    assert "no shards" in capsys.readouterr().err
+    assert main(["index", *common, "--out", str(tmp_path / "two"), "--shard", "1/2"]) == 0
+    assert main(["merge", "--out", str(tmp_path / "two")]) == 2
+    assert "missing [0]" in capsys.readouterr().err
+    assert main(["index", *common, "--out", str(tmp_path / "two"), "--shard", "0/2"]) == 0
+    assert main(["merge", "--out", str(tmp_path / "two")]) == 0
+    one, two = DenseIndex(tmp_path / "one"), DenseIndex(tmp_path / "two")
+    assert two.docnos.tolist() == one.docnos.tolist() and two.fingerprint == one.fingerprint
+    np.testing.assert_allclose(np.asarray(two.vectors), np.asarray(one.vectors), atol=1e-6)
+    assert two.meta["corpus"] == one.meta["corpus"]
+    assert main(["index", *common, "--out", str(tmp_path / "x"), "--shard", "2/2"]) == 2
+    assert "0 <= i < n" in capsys.readouterr().err

@@ -191,14 +191,14 @@ class DenseIndex(pt.Artifact):
 
     # ------------------------------------------------------------------ stages
     def indexer(self, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
-                total: int | None = None, corpus: str | None = None) -> DenseIndexer:
+                total: int | None = None, corpus: str | None = None, shard: dict | None = None) -> DenseIndexer:
         """Indexer consuming ``docno, doc_vec`` records (e.g. ``enc.doc_encoder() >> index.indexer()``).
 
         ``total`` (the number of documents, if known) gives the progress bar an ETA; ``corpus`` (what
         ``datasets.load`` opens the collection with) is recorded so a corrector can fetch the texts it re-encodes.
         """
         return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress, total=total,
-                            corpus=corpus)
+                            corpus=corpus, shard=shard)
 
     def retriever(self, k: int = 1000, kind: str = "flat", **params) -> DenseRetriever:
         """First-stage retriever ``qid, query_vec -> docno, score, rank``: ``kind="flat"`` (exact) or ``"hnsw"``.

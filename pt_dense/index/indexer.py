@@ -32,9 +32,9 @@ class DenseIndexer(pt.Indexer):
     """
 
     def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
-                 total: int | None = None, corpus: str | None = None):
+                 total: int | None = None, corpus: str | None = None, shard: dict | None = None):
         self.index_ref = index
-        self.corpus = corpus
+        self.corpus, self.shard = corpus, shard
         self.total = total
         self.overwrite = overwrite
         self.chunk_size = chunk_size
@@ -63,6 +63,7 @@ class DenseIndexer(pt.Indexer):
                 "accepts": [stats["encoder"]["fingerprint"]] if stats["encoder"] else [],
                 "build_id": uuid.uuid4().hex,
                 **({"corpus": self.corpus} if self.corpus else {}),
+                **({"shard": self.shard} if self.shard else {}),
             }
 
         return publish(self.index_ref, write, overwrite=self.overwrite)

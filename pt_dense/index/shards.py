@@ -1,0 +1,90 @@
+"""Encoding a corpus in shards (separate processes, machines, or the ranks of ``torchrun``) and merging them.
+
+Shard ``i`` of ``n`` encodes the documents at positions ``[i*N//n, (i+1)*N//n)`` of the corpus (N documents) into
+its own DenseIndex, ``<out>.shards/<i>-of-<n>``; :func:`merge_shards` checks that all ``n`` shards are there, of
+one encoder and one corpus, and streams them in order into ``<out>``: the same docnos in the same order as a
+one-process build, and the same vectors (up to the order of floating-point sums in differently padded batches).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from pt_dense import datasets
+from pt_dense.encoders.stages import ENCODER_KEY
+from pt_dense.encoders.torch_encoder import TorchEncoder
+from pt_dense.errors import InputError
+from pt_dense.index.dense_index import DenseIndex
+
+SHARD = re.compile(r"(\d+)-of-(\d+)")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0 <= i < n), or ``"auto"``: this process's rank in ``torchrun`` (RANK and WORLD_SIZE)."""
+    if text == "auto":
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise InputError(f"--shard {text!r}: give i/n with 0 <= i < n (e.g. 0/4), or 'auto' under torchrun")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_folder(out: str | Path, shard: int, shards: int) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".shards") / f"{shard:05d}-of-{shards:05d}"
+
+
+def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, overwrite: bool = False,
+                 batch_size: int | None = None) -> DenseIndex:
+    """Encode shard ``shard`` of ``shards`` of ``data``'s corpus into ``<out>.shards/<shard>-of-<shards>``."""
+    if not 0 <= shard < shards:
+        raise InputError(f"shard {shard} of {shards}: it must be between 0 and {shards - 1}")
+    data = datasets.load(data) if isinstance(data, (str, Path)) else data
+    if isinstance(encoder, (str, Path)):
+        encoder = TorchEncoder.from_pretrained(str(encoder), **({"batch_size": batch_size} if batch_size else {}))
+    corpus = data.corpus_iter()
+    count = len(corpus) if hasattr(corpus, "__len__") else sum(1 for _ in data.corpus_iter())
+    start, stop = shard * count // shards, (shard + 1) * count // shards
+    index = DenseIndex(shard_folder(out, shard, shards))
+    indexer = index.indexer(overwrite=overwrite, total=stop - start, corpus=getattr(data, "source", None),
+                            shard={"shard": shard, "shards": shards, "first": start, "corpus_docs": count})
+    (encoder.doc_encoder() >> indexer).index(itertools.islice(data.corpus_iter(), start, stop))
+    return index
+
+
+def merge_shards(out: str | Path, *, overwrite: bool = False) -> DenseIndex:
+    """One DenseIndex at ``out`` from the shards in ``<out>.shards`` (all of them, of one encoder and corpus)."""
+    out = Path(out)
+    folder = out.with_name(out.name + ".shards")
+    found = sorted((int(m.group(1)), int(m.group(2)), p) for p in folder.glob("*-of-*")
+                   if (m := SHARD.fullmatch(p.name)))
+    if not found:
+        raise InputError(f"no shards in {folder}: encode them with `pt-dense index --shard i/n --out {out}`")
+    shards = {n for _, n, _ in found}
+    parts = [DenseIndex(p) for _, _, p in found]
+    missing = sorted(set(range(max(shards))) - {i for i, _, _ in found})
+    if len(shards) > 1 or missing:
+        raise InputError(f"{folder} does not hold one complete set of shards (counts {sorted(shards)}, missing "
+                         f"{missing}): encode the missing ones, or remove shards of another run")
+    unfinished = [p.path.name for p in parts if not p.built()]
+    if unfinished:
+        raise InputError(f"shards {unfinished} in {folder} are not finished: run them (again) to the end")
+    identities = {(p.fingerprint, p.dim, p.meta.get("corpus"), p.meta["shard"]["corpus_docs"]) for p in parts}
+    if len(identities) > 1:
+        raise InputError(f"the shards in {folder} come from different encoders or corpora: {sorted(identities)}")
+    total = sum(len(p) for p in parts)
+    index = DenseIndex(out)
+    indexer = index.indexer(overwrite=overwrite, total=total, corpus=parts[0].meta.get("corpus"))
+    return indexer.index(_records(parts))
+
+
+def _records(parts: list[DenseIndex]) -> Iterator[dict]:
+    for part in parts:
+        descriptor = part.meta.get("encoder")
+        for docnos, vectors in part.chunks():
+            for docno, vector in zip(docnos, vectors, strict=True):
+                yield {"docno": docno, "doc_vec": vector, ENCODER_KEY: descriptor}
