@@ -135,6 +135,10 @@ def test_a_dense_index_exported_as_flex_opens_in_pyterrier_dr_and_keeps_its_enco
         export.flex(tiny_index, out)
     flex_again = export.flex(view, tmp_path / "copy.flex")  # a view exports too
     assert list(open_flex(flex_again).docnos) == list(tiny_index.docnos)
+    tiny_index.delete(["d0", "d3"])  # deleted documents are left out
+    shrunk = pyterrier_dr.FlexIndex(str(export.flex(tiny_index, tmp_path / "shrunk.flex")), verbose=False)
+    assert len(shrunk) == len(DOCS) - 2 and not {"d0", "d3"} & set(open_flex(shrunk).docnos)
+    assert ranking(shrunk.np_retriever(num_results=5)(encoded)) == ranking(tiny_index.retriever(k=5)(encoded))
 
 
 def test_flex_bad_input(tmp_path, tiny_index):
@@ -151,6 +155,10 @@ def test_flex_bad_input(tmp_path, tiny_index):
     view = open_flex(flex)
     with pytest.raises(InputError, match="read-only"):
         view.indexer()
+    with pytest.raises(InputError, match=r"to_dense_index\(path\)"):
+        view.delete(["d1"])
+    with pytest.raises(InputError, match="read-only"):
+        view.add([{"docno": "new", "doc_vec": np.ones(4, np.float32)}])
     with pytest.raises(InputError, match="FlexIndex itself"):
         view.to_dense_index(flex.index_path)
     vecs = flex.index_path / "vecs.f4"

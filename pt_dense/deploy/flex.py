@@ -23,26 +23,31 @@ CHUNK = 65536
 
 
 def export_flex(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``index`` (any DenseIndex, a FlexIndex view included) as a FlexIndex at ``out_dir`` (atomically)."""
+    """Write ``index`` (any DenseIndex, a FlexIndex view included) as a FlexIndex at ``out_dir`` (atomically);
+    deleted documents are left out."""
     from npids import Lookup
 
-    if len(index) == 0:
-        raise InputError(f"{index.path} holds no vectors: a FlexIndex cannot be empty")
+    if index.live_count == 0:
+        raise InputError(f"{index.path} holds no live vectors: a FlexIndex cannot be empty")
     vectors = index.vectors
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         source = getattr(vectors, "filename", None)  # the file a memory map reads
-        if source and Path(source).stat().st_size == len(index) * index.dim * vectors.itemsize:
+        whole = source and Path(source).stat().st_size == len(index) * index.dim * vectors.itemsize
+        if whole and not len(index.deleted):
             link_or_copy(Path(source), tmp / FLEX_VECTORS)
-        else:
+            docnos = index.docnos
+        else:  # deleted documents are left out
+            docnos = []
             with open(tmp / FLEX_VECTORS, "wb") as out:
-                for start in range(0, len(index), CHUNK):
-                    out.write(np.ascontiguousarray(vectors[start : start + CHUNK], dtype=np.float32).tobytes())
-        Lookup.build([str(d) for d in index.docnos], tmp / FLEX_DOCNOS, return_self=False)
+                for chunk_docnos, chunk in index.chunks(CHUNK):
+                    out.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+                    docnos.extend(chunk_docnos)
+        Lookup.build([str(d) for d in docnos], tmp / FLEX_DOCNOS, return_self=False)
         (tmp / FLEX_META).write_text(json.dumps({"type": "dense_index", "format": "flex", "vec_size": index.dim,
-                                                 "doc_count": len(index)}))
+                                                 "doc_count": len(docnos)}))
         meta = index.meta
         (tmp / PT_DENSE_META).write_text(json.dumps({
-            "format": "pt_dense.flex_export", "count": len(index), "dim": index.dim,
+            "format": "pt_dense.flex_export", "count": len(docnos), "dim": index.dim,
             "encoder": meta.get("encoder"), "accepts": meta.get("accepts") or [],
             "vectors_probe": vectors_probe(tmp / FLEX_VECTORS), "source": str(index.path),
         }, indent=2))

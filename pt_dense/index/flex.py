@@ -137,7 +137,7 @@ class FlexIndexView(DenseIndex):
             "normalized": self._normalized(count, dim),
             "encoder": encoder,
             "accepts": ours.get("accepts") or ([encoder["fingerprint"]] if encoder else []),
-            "build_id": self._build_id(),
+            "build_id": self._build_id(),  # no tombstones: pyterrier_dr has no deletions
             "flex": str(self.path.absolute()),
         }
 
@@ -173,6 +173,12 @@ class FlexIndexView(DenseIndex):
     def indexer(self, **_) -> NoReturn:
         raise InputError(f"{self!r} is a read-only view of a pyterrier_dr FlexIndex: index into a pt_dense index "
                          "(ptd.DenseIndex(path).indexer()) or with pyterrier_dr's FlexIndex(path).indexer()")
+
+    def _read_only(self, *_, **__) -> NoReturn:
+        raise InputError(f"{self!r} is a read-only view of a pyterrier_dr FlexIndex: make a pt_dense index of it "
+                         "first (view.to_dense_index(path)), which adds, updates, deletes and compacts")
+
+    add = update = delete = compact = _read_only
 
     def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                 keep_fresh_sample: bool = True) -> DenseIndex:
