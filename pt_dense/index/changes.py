@@ -80,7 +80,7 @@ def delete(index: DenseIndex, docnos: Iterable[str]) -> DenseIndex:
     meta, source = index.meta, index.folder
 
     def write(folder: Path) -> dict:
-        _link_rest(source, folder, also=(VECTORS_FILE, BASE_FILE, DOCNOS_FILE))
+        _link_rest(source, folder, also=(VECTORS_FILE, BASE_FILE, DOCNOS_FILE), structures=True)
         write_deleted(folder, deleted)
         return _meta(meta, count=meta["count"], deleted=deleted)
 
@@ -114,13 +114,17 @@ def _meta(meta: dict, *, count: int, deleted: np.ndarray, normalized: bool | Non
     return {k: v for k, v in meta.items() if k != "files"} | changed
 
 
-def _link_rest(source: Path, folder: Path, also: tuple[str, ...] = ()) -> None:
-    """Hard-link the unchanged files (the corrector of a refresh, and ``also``) from the previous generation."""
+def _link_rest(source: Path, folder: Path, also: tuple[str, ...] = (), structures: bool = False) -> None:
+    """Hard-link the unchanged files (the corrector of a refresh, ``also``, and with ``structures`` the FAISS
+    structures, still valid when only tombstones change) from the previous generation."""
     for path in source.rglob("*"):
         relative = path.relative_to(source)
-        if not path.is_file() or path.name.startswith(".") or path.suffix == ".faiss":
+        if not path.is_file() or path.name.startswith("."):
             continue
-        if len(relative.parts) == 1 and relative.name not in also:
+        if path.suffix == ".faiss":
+            if not structures:
+                continue
+        elif len(relative.parts) == 1 and relative.name not in also:
             continue  # top-level files are written by the change itself (or dropped, like the tombstones)
         if relative.name == DELETED_FILE:
             continue

@@ -47,9 +47,10 @@ class Generation:
         return self.folder.name
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the shared lock
-            self._lock_fd = None
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError, TypeError):  # TypeError: os already torn down at interpreter exit
+                os.close(fd)  # closing the descriptor releases the shared lock
 
     def __del__(self) -> None:
         self.close()
