@@ -130,3 +130,19 @@ def test_a_two_shard_build_equals_the_one_process_build(tmp_path, tiny_encoder, 
     assert two.meta["corpus"] == one.meta["corpus"]
     assert main(["index", *common, "--out", str(tmp_path / "x"), "--shard", "2/2"]) == 2
     assert "0 <= i < n" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "IVF8,Flat"])
+def test_approximate_kinds_skip_deleted_rows_and_keep_their_structure(tmp_path, kind):
+    index = DenseIndex(tmp_path / "idx")
+    vectors = unit(500, 1)
+    index.indexer(progress=False).index({"docno": f"d{i}", "doc_vec": v} for i, v in enumerate(vectors))
+    params = {"nprobe": 8, "train_size": 500} if kind != "hnsw" else {}
+    query = pd.DataFrame({"qid": ["1"], "query_vec": [vectors[7]]})
+    assert index.retriever(k=3, kind=kind, **params)(query)["docno"].iloc[0] == "d7"
+    structure = next(index.folder.glob("*.faiss"))
+    index.delete(["d7"])
+    after = DenseIndex(tmp_path / "idx")
+    found = after.retriever(k=3, kind=kind, **params)(query)["docno"].tolist()
+    assert "d7" not in found and len(found) == 3
+    assert next(after.folder.glob("*.faiss")).stat().st_ino == structure.stat().st_ino  # linked, not rebuilt
