@@ -19,6 +19,9 @@ the vector scorer, PEFA, ``Corrector.fit``, every export). The view never change
   ``view.to_dense_index(path)`` does the same without a corrector.
 - **Caches.** Approximate-search structures are cached beside the vectors, as pyterrier_dr caches its own there (in
   pt_dense's cache folder when the folder is read-only).
+- **Checks.** Opening checks ``pt_meta.json`` and the size of ``vecs.f4``; the first read of ``meta`` also reads
+  every vector once (chunked) to learn whether they are unit length (Lucene exports need it), and the docnos must
+  be unique.
 """
 
 from __future__ import annotations
