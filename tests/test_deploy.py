@@ -62,6 +62,21 @@ def test_lora_adapter_is_merged_into_the_export(tmp_path):
                                atol=1e-5)
 
 
+def test_an_encoder_made_by_with_lora_exports_with_its_adapter_merged(tmp_path, tiny_encoder):
+    import torch
+
+    lora = tiny_encoder.with_lora(r=2, alpha=4)
+    with torch.no_grad():  # LoRA starts as a no-op (B = 0): give it weights that change the vectors
+        for name, param in lora.model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn_like(param) * 0.5)
+    lora.weights_changed()
+    assert np.abs(lora.encode(TEXTS) - tiny_encoder.encode(TEXTS)).max() > 1e-3
+    folder = export_tiny(tmp_path, lora)
+    assert json.loads((folder / "config.json").read_text())["fingerprint"] == lora.fingerprint
+    np.testing.assert_allclose(OnnxEncoder(folder).encode(TEXTS), lora.encode(TEXTS), atol=1e-5)
+    assert lora.mode == "lora"  # the encoder itself keeps its adapter
+
 def test_export_bad_input(tmp_path, tiny_encoder):
     with pytest.raises(InputError, match="quantize"):
         export_tiny(tmp_path, tiny_encoder, quantize="int4")

@@ -105,7 +105,8 @@ class Lora(Adapter):
                              f"linear layers: {linear}") from err
 
     def backbone(self, model: nn.Module) -> nn.Module:
-        return copy.deepcopy(model).unload()
+        # a merged model (export_model's) has no LoRA left to remove: it is its own backbone
+        return copy.deepcopy(model).unload() if hasattr(model, "unload") else model
 
     def load(self, backbone: nn.Module, folder: Path) -> nn.Module:
         from peft import PeftModel
