@@ -93,3 +93,17 @@ def scifact_subset(tmp_path_factory) -> Path:
         topics.to_dict("records"),
         {"test": list(qrels.itertuples(index=False, name=None))},
     )
+
+
+def assert_java_parity(folder, encoder, texts) -> None:
+    """The Java bridge, running the export in ``folder``, tokenises and encodes ``texts`` as ``encoder`` does."""
+    import numpy as np
+
+    from pt_dense.io.jvm import autoclass
+
+    autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(folder))
+    java = autoclass("io.anserini.encoder.dense.PtDenseEncoder")()
+    for text in texts:
+        assert list(java.tokenIds(text)) == encoder.tokenize([text], "query")[0]
+    vectors = np.array([list(java.encode(t)) for t in texts], dtype=np.float32)
+    np.testing.assert_allclose(vectors, encoder.encode(texts, "query"), atol=1e-5)

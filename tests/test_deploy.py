@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import WORDS, tiny_bert
+from conftest import WORDS, assert_java_parity, tiny_bert
 
 from pt_dense import BiEncoder, EncoderMismatchError, IndexExistsError, InputError, export
 from pt_dense.encoders.onnx_encoder import OnnxEncoder
@@ -100,20 +100,12 @@ def tiny_index(tmp_path, tiny_encoder):
 def test_java_bridge_encodes_like_python(tmp_path, tiny_encoder, prompted):
     import torch
 
-    from pt_dense.io.jvm import autoclass
-
     encoder = tiny_encoder.with_prompts(length=3) if prompted else tiny_encoder
     if prompted:
         with torch.no_grad():
             encoder.model.prompts.prefix.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
         assert np.abs(encoder.encode(TEXTS) - tiny_encoder.encode(TEXTS)).max() > 1e-3
-    folder = export_tiny(tmp_path, encoder)
-    autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(folder))
-    java = autoclass("io.anserini.encoder.dense.PtDenseEncoder")()
-    for text in TEXTS:
-        assert list(java.tokenIds(text)) == encoder.tokenize([text], "query")[0]
-    vectors = np.array([list(java.encode(t)) for t in TEXTS], dtype=np.float32)
-    np.testing.assert_allclose(vectors, encoder.encode(TEXTS, "query"), atol=1e-5)
+    assert_java_parity(export_tiny(tmp_path, encoder), encoder, TEXTS)
 
 
 @pytest.mark.integration

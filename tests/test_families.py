@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import WORDS
+from conftest import WORDS, assert_java_parity
 from tiny_families import FAMILIES, SPECIAL, tiny_model
 
 from pt_dense import BiEncoder, export
@@ -123,20 +123,12 @@ def test_onnx_parity(tmp_path, family):
 @pytest.mark.integration
 @pytest.mark.parametrize("family", FAMILIES)
 def test_java_parity(tmp_path, family):
-    from pt_dense.io.jvm import autoclass
-
     enc = encoder(family, query_prefix="query: " if family == "xlm-roberta" else "")
     if family in PROMPTED:  # prompts baked into the export reach Java too
         enc = enc.with_prompts(length=2)
         with torch.no_grad():
             enc.model.prompts.prefix.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
-    folder = _export(tmp_path, enc)
-    autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(folder))
-    java = autoclass("io.anserini.encoder.dense.PtDenseEncoder")()
-    for text in TEXTS:
-        assert list(java.tokenIds(text)) == enc.tokenize([text], "query")[0]
-    vectors = np.array([list(java.encode(t)) for t in TEXTS], dtype=np.float32)
-    np.testing.assert_allclose(vectors, enc.encode(TEXTS, "query"), atol=1e-5)
+    assert_java_parity(_export(tmp_path, enc), enc, TEXTS)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
