@@ -101,7 +101,7 @@ def cell(folder: Path, kind: str) -> dict:
     files = [index.folder / "vectors.f32"] if kind == "flat" else list(index.folder.glob(pattern))
     return {"N": len(index), "kind": kind, "build s": round(build_seconds, 2),
             "disk MB": round(sum(f.stat().st_size for f in files) / 2**20, 1),
-            "peak RSS MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak RSS MB": peak_rss_mb(),
             "batch q/s": round(batch_qps, 1), "p50 ms": round(float(np.median(singles)), 2),
             "recall@100": round(recall, 4)}
 
@@ -111,7 +111,8 @@ def lucene_cell(folder: Path, int8: bool) -> dict:
     code = ("import json, resource, shutil, time, sys; from pt_dense import export; from pt_dense.index import "
             "DenseIndex; index = DenseIndex(sys.argv[1]); out = sys.argv[2]; shutil.rmtree(out, True); "
             "t = time.perf_counter(); export.lucene(index, out, int8=sys.argv[3] == '1'); "
-            "print(json.dumps([time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))")
+            "print(json.dumps([time.perf_counter() - t, int(open('/proc/self/status').read().split('VmHWM:')[1]"
+            ".split()[0]) / 1024]))")
     out = folder / f"lucene{'-int8' if int8 else ''}"
     done = subprocess.run([sys.executable, "-c", code, str(folder / "index"), str(out), "1" if int8 else "0"],
                           capture_output=True, text=True, check=True)
@@ -119,6 +120,15 @@ def lucene_cell(folder: Path, int8: bool) -> dict:
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return {"N": int(folder.name[1:]), "kind": f"lucene-hnsw{'-int8' if int8 else ''} export", "build s":
             round(seconds, 1), "disk MB": round(size / 2**20, 1), "peak RSS MB": round(rss, 1)}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started (VmHWM; ru_maxrss would count the parent's too, as
+    Linux carries it across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def slopes(rows: list[dict], measure: str) -> dict[str, float]:
