@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--png")
     parser.add_argument("--lucene", action="store_true", help="also time the Lucene (Anserini HNSW) export at each "
                         "size, fp32 and int8")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="only combine the rows of earlier runs' JSON "
+                        "files (e.g. one per size) into one table, slopes and plot")
     parser.add_argument("--cell", nargs=2, metavar=("FOLDER", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cell:
@@ -180,9 +182,9 @@ def main() -> None:
 
     from pt_dense.report import bench_payload, print_table, write_json
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="pt-dense-scale-"))
-    rows = []
-    for size in (int(float(s)) for s in args.sizes.split(",")):
+    rows = [row for file in args.merge or () for row in json.loads(Path(file).read_text())["rows"]]
+    work = Path(args.work or (tempfile.mkdtemp(prefix="pt-dense-scale-") if not args.merge else "."))
+    for size in () if args.merge else [int(float(s)) for s in args.sizes.split(",")]:
         folder = work / f"n{size}"
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "queries.npy").exists():
