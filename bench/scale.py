@@ -131,11 +131,16 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def family(kind: str) -> str:
+    """A kind without its size-dependent list count (IVF512,SQ8 and IVF4096,SQ8 are one family: IVF,SQ8)."""
+    return re.sub(r"IVF\d+", "IVF", kind)
+
+
 def slopes(rows: list[dict], measure: str) -> dict[str, float]:
     """The log-log slope of ``measure`` against N for each kind (1 = linear in N)."""
     out = {}
-    for kind in sorted({r["kind"] for r in rows}):
-        points = [(r["N"], r[measure]) for r in rows if r["kind"] == kind and r.get(measure, 0) > 0]
+    for kind in sorted({family(r["kind"]) for r in rows}):
+        points = [(r["N"], r[measure]) for r in rows if family(r["kind"]) == kind and r.get(measure, 0) > 0]
         if len({n for n, _ in points}) >= 2:
             out[kind] = round(float(np.polyfit(np.log(points)[:, 0], np.log(points)[:, 1], 1)[0]), 2)
     return out
@@ -153,8 +158,8 @@ def plot(rows: list[dict], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.8))
     for ax, measure in zip(axes, measures, strict=True):
         fitted = slopes(rows, measure)
-        for kind in sorted({r["kind"] for r in rows if measure in r}):
-            points = sorted((r["N"], r[measure]) for r in rows if r["kind"] == kind)
+        for kind in sorted({family(r["kind"]) for r in rows if measure in r}):
+            points = sorted((r["N"], r[measure]) for r in rows if family(r["kind"]) == kind)
             ax.plot(*zip(*points, strict=True), marker="o", label=f"{kind} (slope {fitted.get(kind, float('nan'))})")
         ax.set(xscale="log", yscale="log", xlabel="vectors N (384-d)", title=measure)
         ax.grid(which="both", alpha=0.25)
