@@ -16,8 +16,8 @@ import numpy as np
 
 from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
-from pt_dense.index.flex import FLEX_DOCNOS, FLEX_META, FLEX_VECTORS, PT_DENSE_META, link_or_copy, vectors_probe
-from pt_dense.io.atomic import atomic_dir
+from pt_dense.index.flex import FLEX_DOCNOS, FLEX_META, FLEX_VECTORS, PT_DENSE_META, vectors_probe
+from pt_dense.io.atomic import atomic_dir, link_or_copy
 
 CHUNK = 65536
 

@@ -24,6 +24,7 @@ from pt_dense.errors import InputError
 from pt_dense.index.indexer import check_docno, stack_records
 from pt_dense.index.layout import BASE_FILE, DELETED_FILE, DOCNOS_FILE, VECTORS_FILE, write_deleted
 from pt_dense.index.publish import publish
+from pt_dense.io.atomic import link_or_copy
 
 if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
@@ -130,7 +131,4 @@ def _link_rest(source: Path, folder: Path, also: tuple[str, ...] = (), structure
             continue
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            target.hardlink_to(path)
-        except OSError:
-            shutil.copyfile(path, target)
+        link_or_copy(path, target)

@@ -76,8 +76,12 @@ class DenseIndex(pt.Artifact):
     def generation(self) -> Generation:
         """The generation this object reads: the newest one when it first read, until :meth:`reload`."""
         if self._generation is None:
-            self._generation = open_newest(self.path)
+            self._generation = self.open_generation()
         return self._generation
+
+    def open_generation(self) -> Generation:
+        """Pin the newest complete generation (a view of a foreign layout opens its own folder instead)."""
+        return open_newest(self.path)
 
     @property
     def folder(self) -> Path:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +44,7 @@ from pt_dense.index.generations import Generation
 from pt_dense.index.indexer import NORM_TOLERANCE
 from pt_dense.index.layout import DOCNOS_FILE, FLOAT_BYTES, FORMAT, FORMAT_VERSION, VECTORS_FILE
 from pt_dense.index.publish import publish
+from pt_dense.io.atomic import link_or_copy
 
 FLEX_META, FLEX_VECTORS, FLEX_DOCNOS = "pt_meta.json", "vecs.f4", "docnos.npids"
 #: what pt_dense writes beside a FlexIndex it exports: the encoder's identity, which pyterrier_dr does not record
@@ -119,12 +119,9 @@ class FlexIndexView(DenseIndex):
     def built(self) -> bool:
         return True
 
-    @property
-    def generation(self) -> Generation:
+    def open_generation(self) -> Generation:
         """The FlexIndex folder itself (it has no generations; pyterrier_dr replaces it whole)."""
-        if self._generation is None:
-            self._generation = Generation(self.path)
-        return self._generation
+        return Generation(self.path)
 
     @cached_property
     def meta(self) -> dict:
@@ -258,13 +255,5 @@ def open_flex(index) -> FlexIndexView:
     return FlexIndexView(path)
 
 
-def link_or_copy(source: Path, dest: Path) -> None:
-    """A hard link (neither format ever rewrites a vector file in place), or a copy across devices."""
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copyfile(source, dest)
-
-
-__all__ = ["FLEX_DOCNOS", "FLEX_META", "FLEX_VECTORS", "PT_DENSE_META", "FlexIndexView", "is_flex", "link_or_copy",
+__all__ = ["FLEX_DOCNOS", "FLEX_META", "FLEX_VECTORS", "PT_DENSE_META", "FlexIndexView", "is_flex",
            "open_flex", "read_flex_meta", "vectors_probe"]

@@ -11,8 +11,6 @@ vectors and docnos are hard links to the previous generation's files where the f
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from pt_dense.errors import EncoderMismatchError, InputError
 from pt_dense.index.layout import BASE_FILE, DELETED_FILE, DOCNOS_FILE, VECTORS_FILE
 from pt_dense.index.publish import publish
+from pt_dense.io.atomic import link_or_copy
 
 if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
@@ -53,10 +52,10 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
     started = time.perf_counter()
 
     def write(folder: Path) -> dict:
-        _link_or_copy(base_file, folder / BASE_FILE)
-        _link_or_copy(docnos_file, folder / DOCNOS_FILE)
+        link_or_copy(base_file, folder / BASE_FILE)
+        link_or_copy(docnos_file, folder / DOCNOS_FILE)
         if (docnos_file.parent / DELETED_FILE).exists():  # the tombstones stay
-            _link_or_copy(docnos_file.parent / DELETED_FILE, folder / DELETED_FILE)
+            link_or_copy(docnos_file.parent / DELETED_FILE, folder / DELETED_FILE)
         normalized = True
         with open(folder / VECTORS_FILE, "wb") as out:
             for start in range(0, len(index), CHUNK):
@@ -74,11 +73,3 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
         }
 
     return publish(target, write, overwrite=overwrite or in_place)
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    """A hard link (generations never change their files, so sharing one is safe), or a copy across devices."""
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copyfile(source, dest)

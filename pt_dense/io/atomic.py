@@ -80,6 +80,15 @@ def replace_file(dest: Path, text: str) -> None:
     fsync(dest.parent)
 
 
+def link_or_copy(source: Path, dest: Path) -> None:
+    """A hard link of a file that is never rewritten in place (index generations, exported vectors), or a copy
+    where the file system cannot link (another device)."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 def exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step; False where the kernel or file system cannot."""
     result = _LIBC.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
