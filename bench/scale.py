@@ -8,7 +8,10 @@ recall@100 is measured against exact search of the same vectors. Prints a table,
 cost against N with the slope of each kind. Usage::
 
     python bench/scale.py --sizes 1e4,1e5,1e6 --json out/scale.json --png out/scale.png
-    python bench/scale.py --sizes 1e7 --kinds "flat;IVF4096,SQ8" --json out/scale-1e7.json   # about 16 GB of disk
+    python bench/scale.py --sizes 1e7 --dtype float16 --kinds "IVF{nlist},SQ8@nprobe=128" --json out/scale-1e7.json
+
+A kind may carry its own search parameters after ``@`` (``IVF{nlist},SQ8@nprobe=128``, ``hnsw@ef_search=1024``);
+``--dtype float16`` stores the vectors in half the bytes (about 8 GB at 10^7), and the rows say so.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 DIM, QUERIES, K = 384, 200, 100
 KINDS = ("flat", "hnsw", "IVF{nlist},SQ8", "IVF{nlist},PQ48")
-PARAMS = {"hnsw": {"M": 16, "ef_construction": 64, "ef_search": 256}, "IVF": {"nprobe": 64}}
+PARAMS = {"hnsw": {"M": 16, "ef_construction": 64, "ef_search": 256}, "IVF": {"nprobe": 64}}  # defaults per kind
 
 
 def nlist(size: int) -> int:
@@ -55,8 +58,8 @@ def draw(model, count: int, seed: int) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def build(folder: Path, size: int) -> None:
-    """The DenseIndex of ``size`` vectors and the query file, drawn from the mixture in chunks."""
+def build(folder: Path, size: int, dtype: str) -> None:
+    """The DenseIndex of ``size`` vectors (stored as ``dtype``) and the query file, drawn from the mixture in chunks."""
     from pt_dense.index import DenseIndex
 
     model = mixture()
@@ -67,17 +70,36 @@ def build(folder: Path, size: int) -> None:
             for i, row in enumerate(draw(model, min(100_000, size - start), seed=start), start):
                 yield {"docno": f"d{i}", "doc_vec": row}
 
-    DenseIndex(folder / "index").indexer(total=size, chunk_size=65536).index(records())
+    DenseIndex(folder / "index").indexer(total=size, chunk_size=65536, dtype=dtype).index(records())
 
 
-def cell(folder: Path, kind: str) -> dict:
+def parse_kind(spec: str) -> tuple[str, dict]:
+    """``"IVF4096,SQ8@nprobe=128"`` -> (kind, search parameters): the defaults of PARAMS, then the spec's own."""
+    kind, *pairs = spec.split("@")
+    params = dict(PARAMS.get(kind.split(",")[0].rstrip("0123456789") if kind != "hnsw" else "hnsw", {}))
+    for pair in pairs:
+        name, value = pair.split("=")
+        params[name] = int(value)
+    return kind, params
+
+
+def label(spec: str, dtype: str) -> str:
+    """The row's kind: the spec without ``@`` noise, and the storage dtype when it is not float32."""
+    kind, *pairs = spec.split("@")
+    return " ".join([kind, *pairs, *([f"({dtype})"] if dtype != "float32" else [])])
+
+
+def cell(folder: Path, spec: str) -> dict:
     """One (N, kind) measurement, in this process (run by the parent in a fresh one)."""
     import pandas as pd
 
     from pt_dense.index import DenseIndex
 
     index, queries = DenseIndex(folder / "index"), np.load(folder / "queries.npy")
-    params = PARAMS.get(kind.split(",")[0].rstrip("0123456789") if kind != "hnsw" else "hnsw", {})
+    kind, params = parse_kind(spec)
+    pattern = "hnsw-*.faiss" if kind == "hnsw" else f"factory-{re.sub(r'[^A-Za-z0-9]+', '_', kind)}-*.faiss"
+    for cached in index.folder.glob(pattern) if kind != "flat" else ():
+        cached.unlink()  # measure the build, not the load of an earlier run's structure
     retriever = index.retriever(k=K, kind=kind, **params)
     frame = pd.DataFrame({"qid": [str(i) for i in range(len(queries))], "query_vec": list(queries)})
     started = time.perf_counter()
@@ -86,20 +108,22 @@ def cell(folder: Path, kind: str) -> dict:
     started = time.perf_counter()
     batch = retriever(frame)
     batch_qps = len(queries) / (time.perf_counter() - started)
-    singles = []
-    for i in range(min(50, len(queries))):
+    singles: list[float] = []
+    for i in range(min(50, len(queries))):  # 50 one-query calls, or as many as 60 s allow (at least 5)
         started = time.perf_counter()
         retriever(frame.iloc[i : i + 1])
         singles.append(1000 * (time.perf_counter() - started))
+        if len(singles) >= 5 and sum(singles) > 60_000:
+            break
     rows = batch["docno"].str[1:].astype(int).to_numpy().reshape(len(queries), -1)
     exact_file = folder / "exact.npy"
     if kind == "flat":
         np.save(exact_file, rows)
     exact = np.load(exact_file)
     recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(rows, exact, strict=True)]))
-    pattern = "hnsw-*.faiss" if kind == "hnsw" else f"factory-{re.sub(r'[^A-Za-z0-9]+', '_', kind)}-*.faiss"
-    files = [index.folder / "vectors.f32"] if kind == "flat" else list(index.folder.glob(pattern))
-    return {"N": len(index), "kind": kind, "build s": round(build_seconds, 2),
+    files = [index.folder / f"vectors{'.f32' if index.dtype == np.float32 else '.f16'}"] if kind == "flat" else list(
+        index.folder.glob(pattern))
+    return {"N": len(index), "kind": label(spec, index.dtype.name), "build s": round(build_seconds, 2),
             "disk MB": round(sum(f.stat().st_size for f in files) / 2**20, 1),
             "peak RSS MB": peak_rss_mb(),
             "batch q/s": round(batch_qps, 1), "p50 ms": round(float(np.median(singles)), 2),
@@ -118,7 +142,7 @@ def lucene_cell(folder: Path, int8: bool) -> dict:
                           capture_output=True, text=True, check=True)
     seconds, rss = json.loads(done.stdout.strip().splitlines()[-1])
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return {"N": int(folder.name[1:]), "kind": f"lucene-hnsw{'-int8' if int8 else ''} export", "build s":
+    return {"N": int(folder.name[1:].split("-")[0]), "kind": f"lucene-hnsw{'-int8' if int8 else ''} export", "build s":
             round(seconds, 1), "disk MB": round(size / 2**20, 1), "peak RSS MB": round(rss, 1)}
 
 
@@ -175,10 +199,13 @@ def main() -> None:
     parser.add_argument("--work", help="folder for the indexes (default: a temporary one, removed after)")
     parser.add_argument("--json")
     parser.add_argument("--png")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="how the index stores "
+                        "its vectors (float16: half the disk; exact search is then exact over float16 vectors)")
     parser.add_argument("--lucene", action="store_true", help="also time the Lucene (Anserini HNSW) export at each "
                         "size, fp32 and int8")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="only combine the rows of earlier runs' JSON "
-                        "files (e.g. one per size) into one table, slopes and plot")
+                        "files (e.g. one per size) into one table, slopes and plot; a later file's cell replaces an "
+                        "earlier one's")
     parser.add_argument("--cell", nargs=2, metavar=("FOLDER", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cell:
@@ -187,14 +214,16 @@ def main() -> None:
 
     from pt_dense.report import bench_payload, print_table, write_json
 
-    rows = [row for file in args.merge or () for row in json.loads(Path(file).read_text())["rows"]]
+    merged = {(row["N"], row["kind"]): row for file in args.merge or () for row in json.loads(Path(file).read_text())[
+        "rows"]}  # a cell measured again in a later file replaces the earlier one
+    rows = list(merged.values())
     work = Path(args.work or (tempfile.mkdtemp(prefix="pt-dense-scale-") if not args.merge else "."))
     for size in () if args.merge else [int(float(s)) for s in args.sizes.split(",")]:
-        folder = work / f"n{size}"
+        folder = work / (f"n{size}" + ("" if args.dtype == "float32" else f"-{args.dtype}"))
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "queries.npy").exists():
             started = time.perf_counter()
-            build(folder, size)
+            build(folder, size, args.dtype)
             print(f"N={size:,}: vectors drawn and indexed in {time.perf_counter() - started:.1f} s", flush=True)
         for kind in ["flat", *[k for k in args.kinds.split(";") if k != "flat"]]:
             kind = kind.format(nlist=nlist(size))
@@ -215,7 +244,8 @@ def main() -> None:
     if args.png:
         plot(rows, Path(args.png))
     write_json(args.json, bench_payload(rows, {"sizes": args.sizes, "kinds": args.kinds, "dim": DIM,
-                                               "queries": QUERIES, "k": K, "params": PARAMS}, slopes=fitted))
+                                               "queries": QUERIES, "k": K, "params": PARAMS,
+                                               "dtype": args.dtype}, slopes=fitted))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ix.add_argument("--batch-size", type=_positive_int, default=32)
     ix.add_argument("--shard", help="encode shard i of n (i/n) into OUT.shards/, or 'auto' (the torchrun rank); "
                                     "then `pt-dense merge --out OUT`")
+    ix.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                    help="how the vectors are stored (float16: half the disk; the shards' dtype carries to merge)")
 
     merge = commands.add_parser("merge", help="merge the shards in OUT.shards/ into one dense index at OUT")
     merge.add_argument("--out", required=True)
@@ -159,9 +161,10 @@ def _index(args) -> int:
 
     if args.shard:
         index = encode_shard(args.data, args.model, args.out, *parse_shard(args.shard), overwrite=args.overwrite,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, dtype=args.dtype)
     else:
-        index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size)
+        index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size,
+                            dtype=args.dtype)
     print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {index.fingerprint[:12]})")
     return 0
 

@@ -146,3 +146,54 @@ def test_approximate_kinds_skip_deleted_rows_and_keep_their_structure(tmp_path, 
     found = after.retriever(k=3, kind=kind, **params)(query)["docno"].tolist()
     assert "d7" not in found and len(found) == 3
     assert next(after.folder.glob("*.faiss")).stat().st_ino == inode  # linked, not rebuilt
+
+
+def test_float16_storage_halves_the_disk_keeps_the_ranking_and_its_dtype_through_changes(tmp_path):
+    vectors = np.random.default_rng(2).normal(size=(3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    built = {}
+    for dtype in ("float32", "float16"):
+        built[dtype] = DenseIndex(tmp_path / dtype)
+        built[dtype].indexer(progress=False, dtype=dtype).index(
+            {"docno": f"d{i}", "doc_vec": v} for i, v in enumerate(vectors))
+    half, full = built["float16"], built["float32"]
+    assert half.dtype == np.float16 and (half.folder / "vectors.f16").stat().st_size * 2 == (
+        full.folder / "vectors.f32").stat().st_size
+    queries = pd.DataFrame({"qid": [str(i) for i in range(50)],
+                            "query_vec": list(vectors[:50] + 0.3 * vectors[50:100])})
+    exact, approx = full.retriever(k=10)(queries), half.retriever(k=10)(queries)
+    overlap = np.mean([len(set(exact[exact.qid == q].docno) & set(approx[approx.qid == q].docno)) / 10
+                       for q in queries.qid])
+    assert overlap >= 0.98
+    np.testing.assert_allclose(approx["score"].to_numpy()[:10], exact["score"].to_numpy()[:10], atol=2e-3)
+    rescored = half.scorer()(exact)
+    np.testing.assert_allclose(np.sort(rescored["score"].to_numpy()), np.sort(exact["score"].to_numpy()), atol=2e-3)
+    half.add(frame(["n0"], vectors[:1]))
+    half.delete(["d3"])
+    half.compact()
+    again = DenseIndex(half.path)
+    assert again.dtype == np.float16 and again.live_count == 3000 and not list(again.folder.glob("*.f32"))
+    assert hits(again, vectors[0], k=2) in (["d0", "n0"], ["n0", "d0"])
+    assert next(again.chunks())[1].dtype == np.float32
+    with pytest.raises(InputError, match="float16"):
+        DenseIndex(tmp_path / "bad").indexer(dtype="int8")
+
+
+def test_a_float16_index_refreshes_and_merges_in_float16(tmp_path, tiny_encoder):
+    docs = [{"docno": f"d{i}", "title": "", "text": " ".join(WORDS[i % 20 : i % 20 + 5])} for i in range(16)]
+    data = write_beir(tmp_path / "data", docs, [{"qid": "q", "query": "cat"}], {"test": [("q", "d0", 1)]})
+    tiny_encoder.save(tmp_path / "model")
+    common = ["--data", str(data), "--model", str(tmp_path / "model"), "--dtype", "float16"]
+    for shard in ("0/2", "1/2"):
+        assert main(["index", *common, "--out", str(tmp_path / "two"), "--shard", shard]) == 0
+    assert main(["merge", "--out", str(tmp_path / "two")]) == 0
+    merged = DenseIndex(tmp_path / "two")
+    assert merged.dtype == np.float16 and len(merged) == 16
+    other = BiEncoder(*__import__("conftest").tiny_bert(seed=3), query_max_length=16, doc_max_length=32)
+    texts = {d["docno"]: d["text"] for d in docs}
+    merged.refresh(Corrector.fit(merged, other, texts, sample=6, width=8, epochs=2, progress=False))
+    refreshed = DenseIndex(merged.path)
+    assert refreshed.dtype == np.float16 and (refreshed.folder / "base.f16").exists()
+    assert refreshed.fingerprint == other.fingerprint
+    query = pd.DataFrame({"qid": ["1"], "query": [docs[4]["text"]]})
+    assert len((other.query_encoder() >> refreshed.retriever(k=5))(query)) == 5

@@ -33,10 +33,10 @@ def export_flex(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = Fal
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         source = getattr(vectors, "filename", None)  # the file a memory map reads
         whole = source and Path(source).stat().st_size == len(index) * index.dim * vectors.itemsize
-        if whole and not len(index.deleted):
+        if whole and vectors.dtype == np.float32 and not len(index.deleted):
             link_or_copy(Path(source), tmp / FLEX_VECTORS)
             docnos = index.docnos
-        else:  # deleted documents are left out
+        else:  # deleted documents are left out, float16 vectors become FlexIndex's float32
             docnos = []
             with open(tmp / FLEX_VECTORS, "wb") as out:
                 for chunk_docnos, chunk in index.chunks(CHUNK):

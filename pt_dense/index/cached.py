@@ -16,18 +16,19 @@ from pt_dense.index.dense_index import DenseIndex
 from pt_dense.io.cache import cache_dir, collection_key
 
 
-def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, batch_size: int | None = None
-                ) -> DenseIndex:
+def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, batch_size: int | None = None,
+                dtype: str = "float32") -> DenseIndex:
     """Encode ``data``'s corpus with ``encoder`` into a new DenseIndex at ``path`` (refused if one exists there,
     unless ``overwrite``); the index records the collection, so a corrector can fetch the texts it re-encodes.
-    ``data`` and ``encoder`` may be given by name or path (what ``pt-dense index`` does)."""
+    ``data`` and ``encoder`` may be given by name or path (what ``pt-dense index`` does); ``dtype="float16"`` stores
+    the vectors in half the bytes."""
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
     if isinstance(encoder, (str, Path)):
         encoder = TorchEncoder.from_pretrained(str(encoder), **({"batch_size": batch_size} if batch_size else {}))
     index = DenseIndex(path)
     corpus = data.corpus_iter()
     total = len(corpus) if hasattr(corpus, "__len__") else None
-    indexer = index.indexer(overwrite=overwrite, total=total, corpus=getattr(data, "source", None))
+    indexer = index.indexer(overwrite=overwrite, total=total, corpus=getattr(data, "source", None), dtype=dtype)
     (encoder.doc_encoder() >> indexer).index(corpus)
     return index
 

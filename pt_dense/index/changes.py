@@ -22,7 +22,7 @@ import pandas as pd
 from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError
 from pt_dense.index.indexer import check_docno, stack_records
-from pt_dense.index.layout import BASE_FILE, DELETED_FILE, DOCNOS_FILE, VECTORS_FILE, write_deleted
+from pt_dense.index.layout import DELETED_FILE, DOCNOS_FILE, vector_files, write_deleted
 from pt_dense.index.publish import publish
 from pt_dense.io.atomic import link_or_copy
 
@@ -54,10 +54,11 @@ def add(index: DenseIndex, documents, *, replace: bool = False) -> DenseIndex:
     meta, source = index.meta, index.folder
 
     def write(folder: Path) -> dict:
-        for name in (VECTORS_FILE, BASE_FILE) if (source / BASE_FILE).exists() else (VECTORS_FILE,):
-            shutil.copyfile(source / name, folder / name)
-            with open(folder / name, "ab") as out:
-                out.write(vectors.tobytes())
+        for name in vector_files(meta):
+            if (source / name).exists():  # the base vectors of a refreshed index grow too
+                shutil.copyfile(source / name, folder / name)
+                with open(folder / name, "ab") as out:
+                    out.write(vectors.astype(index.dtype, copy=False).tobytes())
         shutil.copyfile(source / DOCNOS_FILE, folder / DOCNOS_FILE)
         with open(folder / DOCNOS_FILE, "a", encoding="utf-8") as out:
             out.write("".join(d + "\n" for d in docnos))
@@ -81,7 +82,7 @@ def delete(index: DenseIndex, docnos: Iterable[str]) -> DenseIndex:
     meta, source = index.meta, index.folder
 
     def write(folder: Path) -> dict:
-        _link_rest(source, folder, also=(VECTORS_FILE, BASE_FILE, DOCNOS_FILE), structures=True)
+        _link_rest(source, folder, also=(*vector_files(meta), DOCNOS_FILE), structures=True)
         write_deleted(folder, deleted)
         return _meta(meta, count=meta["count"], deleted=deleted)
 
@@ -95,9 +96,9 @@ def compact(index: DenseIndex) -> DenseIndex:
     docnos = index.docnos[live]
 
     def write(folder: Path) -> dict:
-        for name in (VECTORS_FILE, BASE_FILE):
+        for name in vector_files(meta):
             if (source / name).exists():
-                stored = np.memmap(source / name, dtype=np.float32, mode="r", shape=(len(index), index.dim))
+                stored = np.memmap(source / name, dtype=index.dtype, mode="r", shape=(len(index), index.dim))
                 with open(folder / name, "wb") as out:
                     for start in range(0, len(live), 65536):
                         out.write(np.ascontiguousarray(stored[live[start : start + 65536]]).tobytes())

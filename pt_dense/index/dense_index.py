@@ -1,4 +1,5 @@
-"""DenseIndex: a folder of float32 document vectors, their docnos, and the identity of the encoder that made them.
+"""DenseIndex: a folder of document vectors (float32, or float16 on request), their docnos, and the identity of the
+encoder that made them.
 
 Layout (format version 2)::
 
@@ -7,7 +8,8 @@ Layout (format version 2)::
     gen-000001/        one generation, never changed once published:
       meta.json        dim, count, dtype, normalised?, encoder {fingerprint, name, settings}, accepted
                        fingerprints, the size of every file
-      vectors.f32      count x dim float32, row-major, memory-mapped on read
+      vectors.f32      count x dim float32, row-major, memory-mapped on read (vectors.f16 and base.f16 when the
+                       index stores float16: meta.json's dtype)
       docnos.txt       one docno per line, row order
       base.f32         after a refresh by a corrector: the vectors the index was built with (see index/refresh.py)
       corrector/       after a refresh: the corrector that made vectors.f32 from base.f32
@@ -34,13 +36,13 @@ from pt_dense.index.generations import Generation, has_generations, open_newest
 from pt_dense.index.indexer import DenseIndexer
 from pt_dense.index.layout import (
     ARTIFACT,
-    BASE_FILE,
     META_FILE,
-    VECTORS_FILE,
     check_files,
     read_deleted,
     read_docnos,
     read_meta,
+    vector_dtype,
+    vector_files,
 )
 from pt_dense.index.package import package_files
 from pt_dense.index.refresh import refresh_index
@@ -118,10 +120,15 @@ class DenseIndex(pt.Artifact):
         encoder = self.meta.get("encoder") or {}
         return encoder.get("fingerprint")
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype the vectors are stored in (float32, or float16 if the index was built with ``dtype="float16"``)."""
+        return vector_dtype(self.meta)
+
     @cached_property
     def vectors(self) -> np.ndarray:
-        """All vectors as a read-only memory map (count x dim float32)."""
-        return _memmap(self.folder / VECTORS_FILE, len(self), self.dim)
+        """All vectors as a read-only memory map (count x dim, in :attr:`dtype`; compute on float32 copies)."""
+        return _memmap(self.folder / vector_files(self.meta)[0], len(self), self.dim, self.dtype)
 
     @cached_property
     def docnos(self) -> np.ndarray:
@@ -169,12 +176,13 @@ class DenseIndex(pt.Artifact):
             )
 
     def chunks(self, size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(docnos, vectors) of the live documents, ``size`` rows at a time (for exports and rebuilds)."""
+        """(docnos, float32 vectors) of the live documents, ``size`` rows at a time (for exports and rebuilds)."""
         keep = np.ones(len(self), dtype=bool)
         keep[self.deleted] = False
         for start in range(0, len(self), size):
             live = keep[start : start + size]
-            yield self.docnos[start : start + size][live], np.asarray(self.vectors[start : start + size])[live]
+            yield (self.docnos[start : start + size][live],
+                   np.asarray(self.vectors[start : start + size], dtype=np.float32)[live])
 
     # ------------------------------------------------------------------ changes
     def add(self, documents) -> DenseIndex:
@@ -195,14 +203,16 @@ class DenseIndex(pt.Artifact):
 
     # ------------------------------------------------------------------ stages
     def indexer(self, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
-                total: int | None = None, corpus: str | None = None, shard: dict | None = None) -> DenseIndexer:
+                total: int | None = None, corpus: str | None = None, shard: dict | None = None,
+                dtype: str = "float32") -> DenseIndexer:
         """Indexer consuming ``docno, doc_vec`` records (e.g. ``enc.doc_encoder() >> index.indexer()``).
 
         ``total`` (the number of documents, if known) gives the progress bar an ETA; ``corpus`` (what
-        ``datasets.load`` opens the collection with) is recorded so a corrector can fetch the texts it re-encodes.
+        ``datasets.load`` opens the collection with) is recorded so a corrector can fetch the texts it re-encodes;
+        ``dtype="float16"`` stores the vectors in half the bytes (every change and refresh keeps the dtype).
         """
         return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress, total=total,
-                            corpus=corpus, shard=shard)
+                            corpus=corpus, shard=shard, dtype=dtype)
 
     def retriever(self, k: int = 1000, kind: str = "flat", **params) -> DenseRetriever:
         """First-stage retriever ``qid, query_vec -> docno, score, rank``: ``kind="flat"`` (exact) or ``"hnsw"``.
@@ -228,13 +238,14 @@ class DenseIndex(pt.Artifact):
     @property
     def base_file(self) -> Path:
         """The file of the vectors the index was built with (``base.f32`` once refreshed, else ``vectors.f32``)."""
-        base = self.folder / BASE_FILE
-        return base if base.exists() else self.folder / VECTORS_FILE
+        vectors_name, base_name = vector_files(self.meta)
+        base = self.folder / base_name
+        return base if base.exists() else self.folder / vectors_name
 
     @property
     def base_vectors(self) -> np.ndarray:
-        """The vectors the index was built with (what a refresh starts from), memory-mapped."""
-        return _memmap(self.base_file, len(self), self.dim)
+        """The vectors the index was built with (what a refresh starts from), memory-mapped in :attr:`dtype`."""
+        return _memmap(self.base_file, len(self), self.dim, self.dtype)
 
     @property
     def base_fingerprint(self) -> str | None:
@@ -253,11 +264,11 @@ class DenseIndex(pt.Artifact):
         return meta
 
 
-def _memmap(path: Path, count: int, dim: int) -> np.ndarray:
-    """A read-only (count x dim) float32 map of ``path``; an empty index maps nothing."""
+def _memmap(path: Path, count: int, dim: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only (count x dim) map of ``path``; an empty index maps nothing."""
     if count == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.memmap(path, dtype=np.float32, mode="r", shape=(count, dim))
+        return np.zeros((0, dim), dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(count, dim))
 
 
 class LiveLookup:

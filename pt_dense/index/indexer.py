@@ -14,7 +14,7 @@ import pyterrier as pt
 from pt_dense.encoders.batching import report_progress_to
 from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError, MissingColumnsError
-from pt_dense.index.layout import DOCNOS_FILE, FORMAT, FORMAT_VERSION, VECTORS_FILE
+from pt_dense.index.layout import DOCNOS_FILE, FORMAT, FORMAT_VERSION, check_dtype, vector_files
 from pt_dense.index.publish import publish, refuse_existing
 
 if TYPE_CHECKING:
@@ -32,8 +32,10 @@ class DenseIndexer(pt.Indexer):
     """
 
     def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,
-                 total: int | None = None, corpus: str | None = None, shard: dict | None = None):
+                 total: int | None = None, corpus: str | None = None, shard: dict | None = None,
+                 dtype: str = "float32"):
         self.index_ref = index
+        self.dtype = check_dtype(dtype)
         self.corpus, self.shard = corpus, shard
         self.total = total
         self.overwrite = overwrite
@@ -57,7 +59,7 @@ class DenseIndexer(pt.Indexer):
                 "version": FORMAT_VERSION,
                 "dim": stats["dim"],
                 "count": stats["count"],
-                "dtype": "float32",
+                "dtype": self.dtype,
                 "normalized": stats["normalized"],
                 "encoder": stats["encoder"],
                 "accepts": [stats["encoder"]["fingerprint"]] if stats["encoder"] else [],
@@ -77,7 +79,8 @@ class DenseIndexer(pt.Indexer):
         normalized = True
         count = 0
         bar = _IndexingBar(tqdm(total=total, desc="indexing", unit="doc", disable=not self.progress, smoothing=0.05))
-        with bar.bar, report_progress_to(bar.encoded), open(folder / VECTORS_FILE, "wb") as vec_out, \
+        vectors_file = folder / vector_files({"dtype": self.dtype})[0]
+        with bar.bar, report_progress_to(bar.encoded), open(vectors_file, "wb") as vec_out, \
                 open(folder / DOCNOS_FILE, "w", encoding="utf-8") as ids_out:
             for chunk in _chunks(bar.received(records), self.chunk_size):
                 if count == 0:
@@ -95,7 +98,7 @@ class DenseIndexer(pt.Indexer):
                 dim = vectors.shape[1]
                 norms = np.linalg.norm(vectors, axis=1)
                 normalized = normalized and bool(np.all(np.abs(norms - 1) < NORM_TOLERANCE))
-                vec_out.write(vectors.tobytes())
+                vec_out.write(vectors.astype(self.dtype, copy=False).tobytes())
                 ids_out.write("".join(d + "\n" for d in docnos))
                 count += len(chunk)
         if count == 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pt_dense.errors import IndexFormatError
+from pt_dense.errors import IndexFormatError, InputError
 from pt_dense.io.files import read_json
 
 FORMAT = "pt_dense.dense_index"
@@ -21,6 +21,9 @@ DELETED_FILE = "deleted.i64"  # tombstones: the sorted row numbers of deleted do
 ARTIFACT_FILE = "pt_meta.json"
 ARTIFACT = {"type": "dense_index", "format": "pt_dense", "package_hint": "pt-dense"}
 FLOAT_BYTES = 4
+#: how vectors may be stored: dtype name -> file suffix (float16 halves the disk and the pages a search reads; every
+#: computation still runs in float32, on chunks converted as they are read)
+VECTOR_DTYPES = {"float32": ".f32", "float16": ".f16"}
 REBUILD = "rebuild the index (or restore the folder from a copy)"
 
 
@@ -41,13 +44,35 @@ def read_meta(folder: Path) -> dict:
     return meta
 
 
+def vector_dtype(meta: dict) -> np.dtype:
+    """The dtype a generation stores its vectors in (float32 unless its meta.json says float16)."""
+    return np.dtype(meta.get("dtype") or "float32")
+
+
+def vector_files(meta: dict) -> tuple[str, str]:
+    """(vectors file, base vectors file) of a generation: ``vectors.f32``/``base.f32``, or ``.f16`` for float16."""
+    suffix = VECTOR_DTYPES[vector_dtype(meta).name]
+    return f"vectors{suffix}", f"base{suffix}"
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if vectors can be stored in it, else an InputError naming the choices."""
+    if dtype not in VECTOR_DTYPES:
+        raise InputError(f"vectors cannot be stored as {dtype!r}; choose one of {sorted(VECTOR_DTYPES)}")
+    return dtype
+
+
 def check_files(folder: Path, meta: dict) -> None:
-    """Every file's size against ``meta.json``: the vectors (count x dim float32), the base vectors of a refreshed
-    index, and each file whose size the writer recorded."""
+    """Every file's size against ``meta.json``: the vectors (count x dim of the stored dtype), the base vectors of a
+    refreshed index, and each file whose size the writer recorded."""
     expected = {name: size for name, size in (meta.get("files") or {}).items()}
-    expected[VECTORS_FILE] = meta["count"] * meta["dim"] * FLOAT_BYTES
-    if (folder / BASE_FILE).exists() or "base_encoder" in meta:
-        expected[BASE_FILE] = expected[VECTORS_FILE]
+    if (meta.get("dtype") or "float32") not in VECTOR_DTYPES:
+        raise IndexFormatError(f"{folder / META_FILE} stores vectors as {meta['dtype']!r}, which this pt_dense does "
+                               f"not read (it reads {sorted(VECTOR_DTYPES)}): upgrade pt-dense")
+    vectors_name, base_name = vector_files(meta)
+    expected[vectors_name] = meta["count"] * meta["dim"] * vector_dtype(meta).itemsize
+    if (folder / base_name).exists() or "base_encoder" in meta:
+        expected[base_name] = expected[vectors_name]
     if meta.get("deleted"):
         expected[DELETED_FILE] = meta["deleted"] * 8
     for name, size in expected.items():
@@ -56,7 +81,7 @@ def check_files(folder: Path, meta: dict) -> None:
             raise IndexFormatError(f"{path} is missing (meta.json lists it): {REBUILD}")
         actual = path.stat().st_size
         if actual != size:
-            what = (f"{meta['count']} vectors of dimension {meta['dim']}" if name in (VECTORS_FILE, BASE_FILE)
+            what = (f"{meta['count']} vectors of dimension {meta['dim']}" if name in (vectors_name, base_name)
                     else "what its writer recorded")
             raise IndexFormatError(f"{path} holds {actual:,} bytes but meta.json says {size:,} ({what}): the file "
                                    f"was truncated or appended to; {REBUILD}")

@@ -17,7 +17,7 @@ from pt_dense.io.atomic import atomic_dir
 if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
 
-#: what a format-1 index kept in its folder itself; removed once the folder holds generations
+#: what a format-1 index kept in its folder itself (always float32); removed once the folder holds generations
 FORMAT1_FILES = (META_FILE, VECTORS_FILE, DOCNOS_FILE, BASE_FILE)
 
 

@@ -1,12 +1,13 @@
 """Refreshing a DenseIndex with a corrector: h(base vectors) for every document, without re-encoding the corpus.
 
-The first refresh keeps the vectors the index was built with as ``base.f32``; every refresh starts from them (never
-from an earlier correction), writes the corrected ``vectors.f32`` (documents the corrector's sample re-encoded keep
-their exact fresh vectors), saves the corrector in ``corrector/``, and records in ``meta.json`` the encoder the index
-now stands for (queries from it are accepted) beside the encoder of its base vectors; so an index follows its
-encoder through any number of refreshes. A refresh is a new generation: readers keep the old one until they reload,
-a crash leaves it current, and cached FAISS structures are not carried over (they indexed the old vectors). Base
-vectors and docnos are hard links to the previous generation's files where the file system allows.
+The first refresh keeps the vectors the index was built with as ``base.f32`` (``.f16`` in a float16 index); every
+refresh starts from them (never from an earlier correction), writes the corrected ``vectors.f32`` (documents the
+corrector's sample re-encoded keep their exact fresh vectors), saves the corrector in ``corrector/``, and records in
+``meta.json`` the encoder the index now stands for (queries from it are accepted) beside the encoder of its base
+vectors; so an index follows its encoder through any number of refreshes. A refresh is a new generation: readers keep
+the old one until they reload, a crash leaves it current, and cached FAISS structures are not carried over (they
+indexed the old vectors). Base vectors and docnos are hard links to the previous generation's files where the file
+system allows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pt_dense.errors import EncoderMismatchError, InputError
-from pt_dense.index.layout import BASE_FILE, DELETED_FILE, DOCNOS_FILE, VECTORS_FILE
+from pt_dense.index.layout import DELETED_FILE, DOCNOS_FILE, vector_files
 from pt_dense.index.publish import publish
 from pt_dense.io.atomic import link_or_copy
 
@@ -51,19 +52,21 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
         rows, fresh = rows[:0], fresh[:0]
     started = time.perf_counter()
 
+    vectors_name, base_name = vector_files(meta)
+
     def write(folder: Path) -> dict:
-        link_or_copy(base_file, folder / BASE_FILE)
+        link_or_copy(base_file, folder / base_name)
         link_or_copy(docnos_file, folder / DOCNOS_FILE)
         if (docnos_file.parent / DELETED_FILE).exists():  # the tombstones stay
             link_or_copy(docnos_file.parent / DELETED_FILE, folder / DELETED_FILE)
         normalized = True
-        with open(folder / VECTORS_FILE, "wb") as out:
+        with open(folder / vectors_name, "wb") as out:
             for start in range(0, len(index), CHUNK):
-                chunk = corrector.apply(np.asarray(base[start : start + CHUNK]))
+                chunk = corrector.apply(np.asarray(base[start : start + CHUNK], dtype=np.float32))
                 inside = (rows >= start) & (rows < start + len(chunk))
                 chunk[rows[inside] - start] = fresh[inside]
                 normalized = normalized and bool(np.all(np.abs(np.linalg.norm(chunk, axis=1) - 1) < 1e-3))
-                out.write(chunk.tobytes())
+                out.write(chunk.astype(index.dtype, copy=False).tobytes())
         corrector.save(folder / "corrector")
         return {k: v for k, v in meta.items() if k != "files"} | {
             "encoder": corrector.target, "accepts": [corrector.target["fingerprint"]], "base_encoder": base_encoder,

@@ -65,13 +65,15 @@ class DenseRetriever(pt.Transformer):
         return results_frame(inp, scores, rows, self.index.docnos)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, rows) per query, exact, in chunks of at most FLAT_CHUNK_ROWS vectors."""
+        """Top-k (scores, rows) per query, exact, in chunks of at most FLAT_CHUNK_ROWS vectors (float16 vectors are
+        converted a quarter chunk at a time, so the float32 copy stays small)."""
         vectors = self.index.vectors
-        if len(vectors) <= FLAT_CHUNK_ROWS:
-            return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        chunk = FLAT_CHUNK_ROWS if vectors.dtype == np.float32 else FLAT_CHUNK_ROWS // 4
+        if len(vectors) <= chunk:
+            return faiss.knn(queries, np.asarray(vectors, np.float32), k, metric=faiss.METRIC_INNER_PRODUCT)
         heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-        for start in range(0, len(vectors), FLAT_CHUNK_ROWS):
-            scores, rows = faiss.knn(queries, vectors[start : start + FLAT_CHUNK_ROWS], k,
+        for start in range(0, len(vectors), chunk):
+            scores, rows = faiss.knn(queries, np.asarray(vectors[start : start + chunk], np.float32), k,
                                      metric=faiss.METRIC_INNER_PRODUCT)
             heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
         heap.finalize()

@@ -39,8 +39,9 @@ def shard_folder(out: str | Path, shard: int, shards: int) -> Path:
 
 
 def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, overwrite: bool = False,
-                 batch_size: int | None = None) -> DenseIndex:
-    """Encode shard ``shard`` of ``shards`` of ``data``'s corpus into ``<out>.shards/<shard>-of-<shards>``."""
+                 batch_size: int | None = None, dtype: str = "float32") -> DenseIndex:
+    """Encode shard ``shard`` of ``shards`` of ``data``'s corpus into ``<out>.shards/<shard>-of-<shards>`` (vectors
+    stored as ``dtype``; the merged index keeps it)."""
     if not 0 <= shard < shards:
         raise InputError(f"shard {shard} of {shards}: it must be between 0 and {shards - 1}")
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
@@ -51,7 +52,8 @@ def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, ove
     start, stop = shard * count // shards, (shard + 1) * count // shards
     index = DenseIndex(shard_folder(out, shard, shards))
     indexer = index.indexer(overwrite=overwrite, total=stop - start, corpus=getattr(data, "source", None),
-                            shard={"shard": shard, "shards": shards, "first": start, "corpus_docs": count})
+                            shard={"shard": shard, "shards": shards, "first": start, "corpus_docs": count},
+                            dtype=dtype)
     (encoder.doc_encoder() >> indexer).index(itertools.islice(data.corpus_iter(), start, stop))
     return index
 
@@ -73,12 +75,15 @@ def merge_shards(out: str | Path, *, overwrite: bool = False) -> DenseIndex:
     unfinished = [p.path.name for p in parts if not p.built()]
     if unfinished:
         raise InputError(f"shards {unfinished} in {folder} are not finished: run them (again) to the end")
-    identities = {(p.fingerprint, p.dim, p.meta.get("corpus"), p.meta["shard"]["corpus_docs"]) for p in parts}
+    identities = {(p.fingerprint, p.dim, p.dtype.name, p.meta.get("corpus"), p.meta["shard"]["corpus_docs"])
+                  for p in parts}
     if len(identities) > 1:
-        raise InputError(f"the shards in {folder} come from different encoders or corpora: {sorted(identities)}")
+        raise InputError(f"the shards in {folder} come from different encoders, dtypes or corpora: "
+                         f"{sorted(identities)}")
     total = sum(len(p) for p in parts)
     index = DenseIndex(out)
-    indexer = index.indexer(overwrite=overwrite, total=total, corpus=parts[0].meta.get("corpus"))
+    indexer = index.indexer(overwrite=overwrite, total=total, corpus=parts[0].meta.get("corpus"),
+                            dtype=parts[0].dtype.name)
     return indexer.index(_records(parts))
 
 

@@ -167,7 +167,7 @@ class PEFA:
         sums = np.asarray(self.labels.T @ self.train_vectors, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         sums = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
-        return (lam * np.asarray(self.index.vectors) + (1 - lam) * sums).astype(np.float32)
+        return (lam * np.asarray(self.index.vectors, dtype=np.float32) + (1 - lam) * sums).astype(np.float32)
 
     def folded_index(self) -> DenseIndex:
         """The PEFA-XS index: a DenseIndex of its own, built once into the cache (or ``folded_path``; never beside the

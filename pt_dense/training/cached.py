@@ -77,7 +77,7 @@ class CachedNegatives(NegativeSource):
 
     def _documents(self, encoder, refresh: bool) -> np.ndarray:
         """The cache's document vectors for this epoch, refreshed by the policy."""
-        base = np.asarray(self.index.base_vectors)
+        base = np.asarray(self.index.base_vectors, dtype=np.float32)
         if not refresh or self.policy == "stale":
             return base
         if self.policy == "reencode":
