@@ -22,6 +22,7 @@ os.environ["DJL_CACHE_DIR"] = str(_HOME / "djl")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["PT_DENSE_JVM_OPTIONS"] = f"-Duser.home={_HOME / 'java-home'}"  # Anserini's encoder cache
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PT_DENSE_PRECISION", "fp32")  # bit-reproducible vectors; precision tests set their own
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WORDS = """the cat dog sat on mat protein cell gene cancer risk study blood brain drug trial mouse human

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_bert
+import torch
+from conftest import WORDS, tiny_bert
 
 from pt_dense import BiEncoder, InputError, MissingColumnsError, UnknownModelError
 from pt_dense.encoders.stages import DocEncoder, QueryEncoder, encoders_of
@@ -120,3 +121,50 @@ def test_text_scorer_ranks_by_dot_product(tiny_encoder):
     by_doc = out.set_index("docno")["score"]
     np.testing.assert_allclose(by_doc[["a", "b", "c"]].to_numpy(), expected, atol=1e-5)
     assert list(out["rank"]) == [0, 1, 2] and out["score"].is_monotonic_decreasing
+
+
+def test_auto_precision_takes_the_fast_path_the_hardware_has_and_refuses_impossible_ones(monkeypatch):
+    from pt_dense.encoders.precision import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, frozenset({"avx512f", "amx_bf16", "avx512_vnni"})) == "bf16"
+    vnni = "int8" if "fbgemm" in torch.backends.quantized.supported_engines else "fp32"
+    assert resolve_precision("auto", cpu, frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})) == vnni
+    assert resolve_precision("auto", cpu, frozenset({"sse4_2"})) == "fp32"
+    assert resolve_precision("fp32", cpu, frozenset({"amx_bf16"})) == "fp32"
+    monkeypatch.setenv("PT_DENSE_PRECISION", "bf16")
+    assert resolve_precision(None, cpu, frozenset()) == "bf16"
+    with pytest.raises(InputError, match="precision must be one of"):
+        resolve_precision("fp8", cpu)
+    with pytest.raises(InputError, match="CPU only"):
+        resolve_precision("int8", torch.device("cuda"))
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_fast_precisions_keep_the_vectors_and_the_identity_of_fp32(precision):
+    model, tokenizer = tiny_bert(seed=4)
+    fp32 = BiEncoder(model, tokenizer, precision="fp32", doc_max_length=32)
+    fast = fp32.with_model(model, precision=precision)
+    texts = [" ".join(WORDS[i : i + 6]) for i in range(12)]
+    exact, approx = fp32.encode(texts), fast.encode(texts)
+    assert fast.precision == precision and fast.fingerprint == fp32.fingerprint
+    assert fast.descriptor()["precision"] == precision and fp32.descriptor()["precision"] == "fp32"
+    assert approx.dtype == np.float32 and np.min(np.sum(exact * approx, axis=1)) > 0.99
+    assert fp32.inference_model() is fp32.model and (precision == "bf16") == (fast.inference_model() is model)
+
+
+def test_int8_encoding_follows_training_and_folds_lora_in():
+    model, tokenizer = tiny_bert(seed=5)
+    encoder = BiEncoder(model, tokenizer, precision="int8", doc_max_length=32).with_lora(r=4, targets=("value",))
+    texts = [" ".join(WORDS[i : i + 5]) for i in range(6)]
+    before, first = encoder.encode(texts), encoder.inference_model()
+    assert encoder.inference_model() is first  # one quantised copy while the weights stay
+    with torch.no_grad():
+        for name, param in encoder.model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.5)
+    encoder.weights_changed()
+    after = encoder.encode(texts)
+    assert encoder.inference_model() is not first and not np.allclose(before, after, atol=1e-3)
+    exact = encoder.with_model(encoder.model, encoder.adapter, precision="fp32").encode(texts)
+    assert np.min(np.sum(exact * after, axis=1)) > 0.99

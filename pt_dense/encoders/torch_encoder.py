@@ -31,6 +31,7 @@ from pt_dense.encoders.loading import (
     portable_adapter_config,
     read_folder_settings,
 )
+from pt_dense.encoders.precision import quantized, resolve_precision
 from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.io.atomic import atomic_dir
@@ -65,6 +66,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         batch_size: int = 32,
         name: str | None = None,
         device: str | torch.device | None = None,
+        precision: str | None = None,
         autocast: str | None = None,
         adapter: Adapter | None = None,
     ):
@@ -72,6 +74,8 @@ class TorchEncoder(StageFactory, pt.Transformer):
             raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         if autocast not in (None, "bf16"):
             raise InputError(f"autocast must be None or 'bf16', not {autocast!r}")
+        if autocast:  # the older spelling of precision="bf16"
+            precision = "bf16"
         self.family = family_for(model)
         if min(query_max_length, doc_max_length) < len(self.family.special_tokens):
             raise InputError(f"max lengths must be at least {len(self.family.special_tokens)} tokens (room for "
@@ -89,7 +93,10 @@ class TorchEncoder(StageFactory, pt.Transformer):
         self.query_prefix = query_prefix
         self.doc_prefix = doc_prefix
         self.batch_size = batch_size
-        self.autocast = autocast  # inference in bfloat16 (faster on CPUs with AVX512-BF16/AMX; vectors differ ~1e-3)
+        #: what was asked for ("auto" by default) and what encode() runs in here (see encoders/precision.py)
+        self.requested_precision = precision
+        self.precision = resolve_precision(precision, self.device)
+        self._inference_model: torch.nn.Module | None = None
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.adapter = adapter or Adapter()
         self._fingerprint: str | None = None
@@ -132,7 +139,8 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     def descriptor(self) -> dict:
         """What an index records about the encoder that made its vectors."""
-        return {"fingerprint": self.fingerprint, "name": self.name, "dim": self.dim, "settings": self.settings()}
+        return {"fingerprint": self.fingerprint, "name": self.name, "dim": self.dim, "settings": self.settings(),
+                "precision": self.precision}
 
     def save(self, path: str | Path) -> Path:
         """Write model, tokenizer and settings to a folder that :meth:`from_pretrained` reads back."""
@@ -191,7 +199,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         """The same encoder (settings, tokenizer, base source) around another ``model`` carrying ``adapter``;
         ``changes`` override settings (e.g. ``name``)."""
         settings = {**self.settings(), "batch_size": self.batch_size, "name": self.name, "device": self.device,
-                    "autocast": self.autocast} | changes
+                    "precision": self.requested_precision} | changes
         clone = type(self)(model, self.tokenizer, adapter=adapter or Adapter(), **settings)
         clone._base_source = self.base_source
         return clone
@@ -246,8 +254,23 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return self._fingerprint
 
     def weights_changed(self) -> None:
-        """Forget the cached fingerprint; call after changing the weights (training does)."""
+        """Forget the cached fingerprint and int8 copy; call after changing the weights (training does)."""
         self._fingerprint = None
+        self._inference_model = None
+
+    @property
+    def autocast(self) -> str | None:
+        """``"bf16"`` when encoding runs under bfloat16 autocast (the older spelling of ``precision``)."""
+        return "bf16" if self.precision == "bf16" else None
+
+    def inference_model(self) -> torch.nn.Module:
+        """The module :meth:`encode` runs: the model itself, or for ``precision="int8"`` a quantised copy with any
+        LoRA folded in (made on first use, dropped when the weights change)."""
+        if self.precision != "int8":
+            return self.model
+        if self._inference_model is None:
+            self._inference_model = quantized(self.adapter.export_model(self.model))
+        return self._inference_model
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"
@@ -268,9 +291,10 @@ class TorchEncoder(StageFactory, pt.Transformer):
             "attention_mask": torch.from_numpy(mask).to(self.device),
         }
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled (and normalised) embeddings of a collated batch, with gradients when enabled."""
-        hidden = self.model(**batch).last_hidden_state
+    def forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Pooled (and normalised) embeddings of a collated batch by ``model`` (default: the model being trained),
+        with gradients when enabled."""
+        hidden = (model or self.model)(**batch).last_hidden_state
         return self.pool(hidden, batch["attention_mask"])
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -295,7 +319,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
-        """float32 vectors, one row per text, in input order.
+        """float32 vectors, one row per text, in input order, computed in :attr:`precision`.
 
         Texts are sorted by token length so each batch is padded only to its own longest text.
         """
@@ -303,13 +327,16 @@ class TorchEncoder(StageFactory, pt.Transformer):
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
 
+        model = self.inference_model()
+
         def run(batch: list[list[int]]) -> np.ndarray:
-            return self.forward(self.collate(batch)).float().cpu().numpy()
+            return self.forward(self.collate(batch), model).float().cpu().numpy()
 
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=bool(self.autocast)):
+            bf16 = self.precision == "bf16"
+            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
                 return encode_sorted(self.tokenize(texts, side), run, self.dim, batch_size or self.batch_size,
                                      progress=progress, desc=f"encoding {SIDE_NAMES[side]}")
         finally:

@@ -12,6 +12,7 @@ import pyterrier as pt
 
 from pt_dense.errors import InputError
 from pt_dense.index.structures import FACTORY, check_factory, factory_index, hnsw_graph, search_with
+from pt_dense.io.frames import take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
 
 if TYPE_CHECKING:
@@ -141,13 +142,9 @@ def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docno
     k = rows.shape[1] if rows.ndim == 2 else 0
     flat_rows = rows.reshape(-1)
     valid = flat_rows >= 0
-    query_pos = np.repeat(np.arange(len(inp)), k)[valid]
-    out = inp.iloc[query_pos].reset_index(drop=True)
-    out = out.drop(columns=[c for c in ("docno", "score", "rank") if c in out.columns])
-    out["docno"] = docnos[flat_rows[valid]]
-    out["score"] = scores.reshape(-1)[valid].astype(np.float32)
-    out["rank"] = np.tile(np.arange(k), len(inp))[valid]
-    return out
+    return take_rows(inp, np.repeat(np.arange(len(inp)), k)[valid], {
+        "docno": docnos[flat_rows[valid]], "score": scores.reshape(-1)[valid].astype(np.float32),
+        "rank": np.tile(np.arange(k), len(inp))[valid]})
 
 
 #: retriever kinds by name: ``index.retriever(kind=...)`` looks here (any other kind is read as a FAISS factory

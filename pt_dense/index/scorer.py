@@ -9,6 +9,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pt_dense.errors import InputError
+from pt_dense.io.frames import ranked_order, take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
 
 if TYPE_CHECKING:
@@ -57,9 +58,9 @@ class VectorScorer(pt.Transformer):
             inp, rows = inp[rows >= 0], rows[rows >= 0]
         codes, first = first_per_qid(inp["qid"])
         queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
-        out = inp.assign(score=self.score_rows(queries, codes, rows))
-        out = pt.model.add_ranks(out)
-        return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
+        scores = self.score_rows(queries, codes, rows)
+        order, ranks = ranked_order(inp["qid"], scores)
+        return take_rows(inp, order, {"score": scores[order], "rank": ranks})
 
     def score_rows(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The score of each candidate: query ``queries[query_pos[i]]`` against stored row ``rows[i]`` (here their

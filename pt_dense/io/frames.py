@@ -1,0 +1,30 @@
+"""Building result frames fast: one DataFrame from whole columns instead of inserting columns into a copy.
+
+A one-query call of a stage pays pandas' per-column costs every time (about 1.5 ms to repeat a frame and insert
+``docno, score, rank``; under 0.3 ms to build it from columns), so the stages that return rankings build them here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+RESULT_COLUMNS = ("docno", "score", "rank")
+
+
+def take_rows(inp: pd.DataFrame, positions: np.ndarray, added: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``inp``'s rows at ``positions`` (each column keeps its dtype) with the ``added`` columns (replacing any of
+    the same name), as a new frame with a fresh 0..n-1 index."""
+    columns = {name: inp[name].array.take(positions) for name in inp.columns if name not in added}
+    return pd.DataFrame(columns | added)
+
+
+def ranked_order(qids: pd.Series, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, ranks): the rows sorted by qid, then by descending score (ties in input order), and each sorted
+    row's 0-based rank within its query (what ``pt.model.add_ranks`` then ``sort_values(["qid", "rank"])`` give)."""
+    codes, _ = pd.factorize(qids, sort=True)
+    order = np.lexsort((np.arange(len(scores)), -scores, codes))
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
+    ranks = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return order, ranks
