@@ -37,6 +37,7 @@ from pt_dense.index.indexer import DenseIndexer
 from pt_dense.index.layout import (
     ARTIFACT,
     META_FILE,
+    as_float32,
     check_files,
     read_deleted,
     read_docnos,
@@ -182,7 +183,7 @@ class DenseIndex(pt.Artifact):
         for start in range(0, len(self), size):
             live = keep[start : start + size]
             yield (self.docnos[start : start + size][live],
-                   np.asarray(self.vectors[start : start + size], dtype=np.float32)[live])
+                   as_float32(self.vectors[start : start + size])[live])
 
     # ------------------------------------------------------------------ changes
     def add(self, documents) -> DenseIndex:

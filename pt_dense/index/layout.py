@@ -55,6 +55,16 @@ def vector_files(meta: dict) -> tuple[str, str]:
     return f"vectors{suffix}", f"base{suffix}"
 
 
+def as_float32(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (stored vectors) as float32 for computing: float32 ones as they are, float16 converted by torch,
+    whose vectorised conversion runs about 6x faster than numpy's."""
+    if rows.dtype == np.float32:
+        return np.asarray(rows)
+    import torch  # only float16 indexes need it; the index layer otherwise loads without torch
+
+    return torch.from_numpy(np.array(rows, copy=True)).float().numpy()
+
+
 def check_dtype(dtype: str) -> str:
     """``dtype`` if vectors can be stored in it, else an InputError naming the choices."""
     if dtype not in VECTOR_DTYPES:

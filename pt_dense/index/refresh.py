@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pt_dense.errors import EncoderMismatchError, InputError
-from pt_dense.index.layout import DELETED_FILE, DOCNOS_FILE, vector_files
+from pt_dense.index.layout import DELETED_FILE, DOCNOS_FILE, as_float32, vector_files
 from pt_dense.index.publish import publish
 from pt_dense.io.atomic import link_or_copy
 
@@ -62,7 +62,7 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
         normalized = True
         with open(folder / vectors_name, "wb") as out:
             for start in range(0, len(index), CHUNK):
-                chunk = corrector.apply(np.asarray(base[start : start + CHUNK], dtype=np.float32))
+                chunk = corrector.apply(as_float32(base[start : start + CHUNK]))
                 inside = (rows >= start) & (rows < start + len(chunk))
                 chunk[rows[inside] - start] = fresh[inside]
                 normalized = normalized and bool(np.all(np.abs(np.linalg.norm(chunk, axis=1) - 1) < 1e-3))

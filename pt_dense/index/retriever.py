@@ -11,6 +11,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pt_dense.errors import InputError
+from pt_dense.index.layout import as_float32
 from pt_dense.index.structures import FACTORY, check_factory, factory_index, hnsw_graph, search_with
 from pt_dense.io.frames import take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
@@ -71,10 +72,10 @@ class DenseRetriever(pt.Transformer):
         vectors = self.index.vectors
         chunk = FLAT_CHUNK_ROWS if vectors.dtype == np.float32 else FLAT_CHUNK_ROWS // 4
         if len(vectors) <= chunk:
-            return faiss.knn(queries, np.asarray(vectors, np.float32), k, metric=faiss.METRIC_INNER_PRODUCT)
+            return faiss.knn(queries, as_float32(vectors), k, metric=faiss.METRIC_INNER_PRODUCT)
         heap = faiss.ResultHeap(len(queries), k, keep_max=True)
         for start in range(0, len(vectors), chunk):
-            scores, rows = faiss.knn(queries, np.asarray(vectors[start : start + chunk], np.float32), k,
+            scores, rows = faiss.knn(queries, as_float32(vectors[start : start + chunk]), k,
                                      metric=faiss.METRIC_INNER_PRODUCT)
             heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
         heap.finalize()

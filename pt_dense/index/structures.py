@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pt_dense.errors import InputError
+from pt_dense.index.layout import as_float32
 from pt_dense.io.atomic import atomic_file
 from pt_dense.io.cache import cache_dir
 
@@ -56,7 +57,7 @@ def add_in_chunks(target: faiss.Index, index: DenseIndex, what: str) -> faiss.In
     """Add every vector of ``index`` to ``target`` a chunk at a time (a progress bar on large indexes)."""
     for start in tqdm(range(0, len(index), ADD_CHUNK), desc=f"building {what}", unit="chunk",
                       disable=len(index) <= ADD_CHUNK):
-        target.add(np.ascontiguousarray(index.vectors[start : start + ADD_CHUNK], dtype=np.float32))
+        target.add(np.ascontiguousarray(as_float32(index.vectors[start : start + ADD_CHUNK])))
     return target
 
 
@@ -92,7 +93,7 @@ def factory_index(index: DenseIndex, factory: str, train_size: int, seed: int = 
         built = faiss.index_factory(index.dim, factory, faiss.METRIC_INNER_PRODUCT)
         if not built.is_trained:
             rows = np.sort(np.random.default_rng(seed).choice(len(index), min(train_size, len(index)), replace=False))
-            sample = np.ascontiguousarray(index.vectors[rows], dtype=np.float32)
+            sample = np.ascontiguousarray(as_float32(index.vectors[rows]))
             try:
                 built.train(sample)
             except RuntimeError as err:

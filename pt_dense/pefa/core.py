@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
+from pt_dense.index.layout import as_float32
 from pt_dense.index.scorer import dot_rows
 from pt_dense.io.cache import cache_dir
 from pt_dense.io.validation import require_columns, stack_vectors
@@ -167,7 +168,7 @@ class PEFA:
         sums = np.asarray(self.labels.T @ self.train_vectors, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         sums = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
-        return (lam * np.asarray(self.index.vectors, dtype=np.float32) + (1 - lam) * sums).astype(np.float32)
+        return (lam * as_float32(self.index.vectors) + (1 - lam) * sums).astype(np.float32)
 
     def folded_index(self) -> DenseIndex:
         """The PEFA-XS index: a DenseIndex of its own, built once into the cache (or ``folded_path``; never beside the

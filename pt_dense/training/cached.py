@@ -23,6 +23,7 @@ import pandas as pd
 from pt_dense.corrector import Corrector
 from pt_dense.datasets import doc_texts
 from pt_dense.errors import InputError
+from pt_dense.index.layout import as_float32
 from pt_dense.io.hashing import seeded_rng
 from pt_dense.training.negatives import NegativeSource
 
@@ -77,7 +78,7 @@ class CachedNegatives(NegativeSource):
 
     def _documents(self, encoder, refresh: bool) -> np.ndarray:
         """The cache's document vectors for this epoch, refreshed by the policy."""
-        base = np.asarray(self.index.base_vectors, dtype=np.float32)
+        base = as_float32(self.index.base_vectors)
         if not refresh or self.policy == "stale":
             return base
         if self.policy == "reencode":
