@@ -5,7 +5,8 @@ precision with its own corpus and query vectors against fp32's.
 All runners encode the same texts with the same max length (256) and batch size, in one process, alternating, and
 the median of the rounds is reported. Usage::
 
-    python bench/encode.py --data ../shared/data/scifact --limit 1000 --quality scifact,nfcorpus --json out/encode.json
+    python bench/encode.py --data ../shared/data/scifact --limit 500 \
+        --quality ../shared/data/scifact,../shared/data/nfcorpus --json out/encode.json
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import itertools
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 from pt_dense.report import bench_payload, peak_rss_mb, print_table, write_json
 
@@ -31,7 +33,7 @@ def quality(encoder, collection: str, work: str) -> float:
     from pt_dense.index import DenseIndex
 
     data = datasets.load(collection)
-    index = DenseIndex(f"{work}/{collection}-{encoder.precision}")
+    index = DenseIndex(Path(work) / f"{Path(collection).name}-{encoder.precision}")
     corpus = data.corpus_iter()
     (encoder.doc_encoder() >> index.indexer(total=len(corpus), progress=False)).index(corpus)
     table = pt.Experiment([encoder.query_encoder() >> index.retriever(k=1000)], data.topics("test"),
@@ -87,13 +89,14 @@ def main() -> None:
         for row in rows:
             enc = next((e for name, e in ours.items() if name == row["system"]), None)
             for collection in collections if enc is not None and enc.precision in ("fp32", default.precision) else ():
-                row[f"{collection} nDCG@10"] = quality(enc, collection, work)
+                row[f"{Path(collection).name} nDCG@10"] = quality(enc, collection, work)
     print_table(rows)
     ratio = rows[0]["x sentence_transformers"]
     print(f"\ndefault ({default.precision}) / sentence_transformers = {ratio:.3f}  ({len(texts)} docs, "
           f"{torch.get_num_threads()} threads, peak RSS {peak_rss_mb():.0f} MiB)")
     fp32_row = next(r for r in rows if r["system"].endswith("fp32") or "(fp32)" in r["system"])
-    changes = {c: rows[0][f"{c} nDCG@10"] - fp32_row[f"{c} nDCG@10"] for c in collections}
+    names = [Path(c).name for c in collections]
+    changes = {c: rows[0][f"{c} nDCG@10"] - fp32_row[f"{c} nDCG@10"] for c in names}
     if changes:
         print("nDCG@10 change of the default against fp32:", {c: round(v, 4) for c, v in changes.items()})
     config = {**vars(args), "docs": len(texts), "threads": torch.get_num_threads(), "default": default.precision}

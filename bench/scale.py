@@ -156,8 +156,10 @@ def peak_rss_mb() -> float:
 
 
 def family(kind: str) -> str:
-    """A kind without its size-dependent list count (IVF512,SQ8 and IVF4096,SQ8 are one family: IVF,SQ8)."""
-    return re.sub(r"IVF\d+", "IVF", kind)
+    """A kind without its size-dependent list count (IVF512,SQ8 and IVF4096,SQ8 are one family: IVF,SQ8) and, but
+    for exact search (whose cost is the stored vectors), without the dtype the vectors are stored in."""
+    kind = re.sub(r"IVF\d+", "IVF", kind)
+    return kind if kind.startswith("flat") else kind.replace(" (float16)", "")
 
 
 def slopes(rows: list[dict], measure: str) -> dict[str, float]:

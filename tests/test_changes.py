@@ -11,6 +11,7 @@ from pt_dense import BiEncoder, Corrector, EncoderMismatchError, InputError
 from pt_dense.cli import main
 from pt_dense.encoders.stages import stamp
 from pt_dense.index import DenseIndex
+from pt_dense.index import retriever as retriever_module
 
 DIM = 8
 
@@ -148,7 +149,7 @@ def test_approximate_kinds_skip_deleted_rows_and_keep_their_structure(tmp_path, 
     assert next(after.folder.glob("*.faiss")).stat().st_ino == inode  # linked, not rebuilt
 
 
-def test_float16_storage_halves_the_disk_keeps_the_ranking_and_its_dtype_through_changes(tmp_path):
+def test_float16_storage_halves_the_disk_keeps_the_ranking_and_its_dtype_through_changes(tmp_path, monkeypatch):
     vectors = np.random.default_rng(2).normal(size=(3000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     built = {}
@@ -166,6 +167,10 @@ def test_float16_storage_halves_the_disk_keeps_the_ranking_and_its_dtype_through
                        for q in queries.qid])
     assert overlap >= 0.98
     np.testing.assert_allclose(approx["score"].to_numpy()[:10], exact["score"].to_numpy()[:10], atol=2e-3)
+    monkeypatch.setattr(retriever_module, "FLAT_CHUNK_ROWS", 1000)  # chunked scans merge to the same top 10
+    chunked = half.retriever(k=10)(queries)
+    assert chunked["docno"].tolist() == approx["docno"].tolist()
+    np.testing.assert_allclose(chunked["score"], approx["score"], rtol=1e-6)
     rescored = half.scorer()(exact)
     np.testing.assert_allclose(np.sort(rescored["score"].to_numpy()), np.sort(exact["score"].to_numpy()), atol=2e-3)
     half.add(frame(["n0"], vectors[:1]))
