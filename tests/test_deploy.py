@@ -122,6 +122,11 @@ def test_lucene_deployment_returns_the_faiss_results(tmp_path, tiny_encoder, tin
         got = stage(topics)
         assert list(got["docno"]) == list(expected["docno"])
         np.testing.assert_allclose(got["score"], expected["score"], atol=1e-5)  # dot products, not Lucene's
+        one = stage(topics.iloc[[1]])  # one query goes straight to the searcher
+        assert list(one["docno"]) == list(expected[expected.qid == "2"]["docno"]) and list(one["rank"]) == [0, 1, 2,
+                                                                                                            3, 4]
+        twice = stage(pd.concat([topics.iloc[[0]], topics.iloc[[0]]]))  # a repeated qid keeps both rows' hits
+        assert len(twice) == 10 and list(twice["docno"][:5]) == list(twice["docno"][5:])
 
 
 @pytest.mark.integration

@@ -123,48 +123,52 @@ def test_text_scorer_ranks_by_dot_product(tiny_encoder):
     assert list(out["rank"]) == [0, 1, 2] and out["score"].is_monotonic_decreasing
 
 
-def test_auto_precision_takes_the_fast_path_the_hardware_has_and_refuses_impossible_ones(monkeypatch):
+def test_auto_precision_takes_the_measured_fast_path_and_refuses_impossible_ones(monkeypatch):
     from pt_dense.encoders.precision import resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu, frozenset({"avx512f", "amx_bf16", "avx512_vnni"})) == "bf16"
-    vnni = "int8" if "fbgemm" in torch.backends.quantized.supported_engines else "fp32"
-    assert resolve_precision("auto", cpu, frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})) == vnni
-    assert resolve_precision("auto", cpu, frozenset({"sse4_2"})) == "fp32"
-    assert resolve_precision("fp32", cpu, frozenset({"amx_bf16"})) == "fp32"
-    monkeypatch.setenv("PT_DENSE_PRECISION", "bf16")
-    assert resolve_precision(None, cpu, frozenset()) == "bf16"
+    monkeypatch.delenv("PT_DENSE_PRECISION")
+    assert resolve_precision(None, cpu) == resolve_precision("auto", cpu) == "int8"
+    assert resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setenv("PT_DENSE_PRECISION", "onnx")
+    assert resolve_precision(None, cpu) == "onnx"
     with pytest.raises(InputError, match="precision must be one of"):
         resolve_precision("fp8", cpu)
-    with pytest.raises(InputError, match="CPU only"):
+    with pytest.raises(InputError, match="on the CPU"):
         resolve_precision("int8", torch.device("cuda"))
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16"])
-def test_fast_precisions_keep_the_vectors_and_the_identity_of_fp32(precision):
+@pytest.mark.parametrize("precision", ["onnx", "int8", "bf16"])
+def test_fast_precisions_keep_the_vectors_and_the_identity_of_fp32(precision, capsys):
     model, tokenizer = tiny_bert(seed=4)
     fp32 = BiEncoder(model, tokenizer, precision="fp32", doc_max_length=32)
     fast = fp32.with_model(model, precision=precision)
     texts = [" ".join(WORDS[i : i + 6]) for i in range(12)]
     exact, approx = fp32.encode(texts), fast.encode(texts)
-    assert fast.precision == precision and fast.fingerprint == fp32.fingerprint
+    assert fast.precision == precision and fast.fingerprint == fp32.fingerprint and fast.exact().precision == "fp32"
     assert fast.descriptor()["precision"] == precision and fp32.descriptor()["precision"] == "fp32"
     assert approx.dtype == np.float32 and np.min(np.sum(exact * approx, axis=1)) > 0.99
-    assert fp32.inference_model() is fp32.model and (precision == "bf16") == (fast.inference_model() is model)
+    if precision == "onnx":
+        np.testing.assert_allclose(approx, exact, atol=1e-5)
+    assert (fast.runtime() is None) == (precision == "bf16") and fp32.runtime() is None
+    if fast.runtime() is not None:
+        assert "exporting" in capsys.readouterr().err  # said once, then read from the cache
+        assert fast.with_model(model, precision=precision).runtime().folder == fast.runtime().folder
+        assert "exporting" not in capsys.readouterr().err
 
 
-def test_int8_encoding_follows_training_and_folds_lora_in():
+def test_onnx_inference_follows_training_and_folds_lora_in():
     model, tokenizer = tiny_bert(seed=5)
-    encoder = BiEncoder(model, tokenizer, precision="int8", doc_max_length=32).with_lora(r=4, targets=("value",))
+    encoder = BiEncoder(model, tokenizer, precision="onnx", doc_max_length=32).with_lora(r=4, targets=("value",))
     texts = [" ".join(WORDS[i : i + 5]) for i in range(6)]
-    before, first = encoder.encode(texts), encoder.inference_model()
-    assert encoder.inference_model() is first  # one quantised copy while the weights stay
+    before, first = encoder.encode(texts), encoder.runtime()
+    assert encoder.runtime() is first  # one export while the weights stay
     with torch.no_grad():
         for name, param in encoder.model.named_parameters():
             if "lora_B" in name:
                 param.add_(0.5)
     encoder.weights_changed()
     after = encoder.encode(texts)
-    assert encoder.inference_model() is not first and not np.allclose(before, after, atol=1e-3)
-    exact = encoder.with_model(encoder.model, encoder.adapter, precision="fp32").encode(texts)
-    assert np.min(np.sum(exact * after, axis=1)) > 0.99
+    assert encoder.runtime().folder != first.folder and not np.allclose(before, after, atol=1e-3)
+    np.testing.assert_allclose(after, encoder.exact().encode(texts), atol=1e-5)

@@ -20,6 +20,7 @@ from pt_dense.encoders.onnx_encoder import OnnxEncoder
 from pt_dense.errors import DeploymentError, EncoderMismatchError, InputError
 from pt_dense.index.dense_index import DenseIndex
 from pt_dense.io.atomic import atomic_dir
+from pt_dense.io.frames import take_rows
 from pt_dense.io.jvm import autoclass, start_jvm
 from pt_dense.io.validation import clean_texts, require_columns
 
@@ -99,24 +100,30 @@ class _DeployedStage(pt.Transformer):
     def transform_inputs(self) -> list[str]:
         return ["qid", "query"]
 
-    def _frame(self, inp: pd.DataFrame, hits: dict) -> pd.DataFrame:
-        rows = [(qid, h.docid, self._score(h.score), rank) for qid in inp["qid"].astype(str)
-                for rank, h in enumerate(hits.get(qid, []))]
-        found = pd.DataFrame(rows, columns=["qid", "docno", "score", "rank"])
-        queries = inp.drop(columns=[c for c in ("docno", "score", "rank") if c in inp.columns]).astype({"qid": str})
-        return queries.merge(found, on="qid").sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
+    def _frame(self, inp: pd.DataFrame, hits: list[tuple[list[str], np.ndarray]]) -> pd.DataFrame:
+        """``inp`` with each query's (docnos, scores) as rows ``docno, score, rank``, in input order."""
+        counts = [len(docnos) for docnos, _ in hits]
+        return take_rows(inp, np.repeat(np.arange(len(inp)), counts), {
+            "docno": np.array([d for docnos, _ in hits for d in docnos], dtype=object),
+            "score": self._scores(np.concatenate([s for _, s in hits]) if hits else np.zeros(0, np.float32)),
+            "rank": np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, int)})
 
-    def _score(self, score: float) -> float:
-        return float(score)
+    def _scores(self, scores: np.ndarray) -> np.ndarray:
+        return scores.astype(np.float32)
 
 
 class LuceneDense(_DeployedStage):
-    """``qid, query -> docno, score, rank`` in a Lucene dense index, queries encoded in Java by the bridge."""
+    """``qid, query -> docno, score, rank`` in a Lucene dense index, queries encoded in Java by the bridge.
 
-    def __init__(self, lucene_dir: str | Path, onnx_dir: str | Path, k: int = 1000, ef_search: int = 1000,
+    ``ef_search`` (HNSW's candidate list; default ``max(k, 100)``) trades speed for recall. One query goes straight
+    to the searcher and several to its thread pool; either way the hits cross into Python as two strings per query
+    (``io.ptdense.Hits``), not as one Java object per hit.
+    """
+
+    def __init__(self, lucene_dir: str | Path, onnx_dir: str | Path, k: int = 1000, ef_search: int | None = None,
                  threads: int | None = None):
         super().__init__(lucene_dir, onnx_dir, k)
-        self.ef_search, self.threads = max(ef_search, k), threads or os.cpu_count() or 1
+        self.ef_search, self.threads = max(ef_search or 100, k), threads or os.cpu_count() or 1
         start_jvm()
         autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(self.onnx_dir.absolute()))
         level = autoclass("org.apache.logging.log4j.Level")  # Anserini logs every batch search at INFO
@@ -128,16 +135,26 @@ class LuceneDense(_DeployedStage):
             self.searcher = LuceneHnswDenseSearcher(index_dir, ef_search=self.ef_search, encoder="PtDense")
         else:
             self.searcher = LuceneFlatDenseSearcher(index_dir, encoder="PtDense")
+        self._hits, self._array_list = autoclass("io.ptdense.Hits"), autoclass("java.util.ArrayList")
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, ["qid", "query"], self)
-        clean_texts(inp["query"].to_numpy(), inp["qid"].to_numpy(), "query")
-        hits = self.searcher.batch_search(list(inp["query"]), list(inp["qid"].astype(str)), k=self.k,
-                                          threads=self.threads)
-        return self._frame(inp, hits)
+        return self._frame(inp, self._search(clean_texts(inp["query"].to_numpy(), inp["qid"].to_numpy(), "query")))
 
-    def _score(self, score: float) -> float:
-        return 2.0 * float(score) - 1.0  # Lucene DOT_PRODUCT scores (1 + dot) / 2
+    def _search(self, queries: list[str]) -> list[tuple[list[str], np.ndarray]]:
+        java = self.searcher.searcher
+        if len(queries) == 1:
+            found = [self._hits.search(java, queries[0], self.k)]
+        else:  # keyed by position, as qids may repeat
+            java_queries, positions = self._array_list(), self._array_list()
+            for position, query in enumerate(queries):
+                java_queries.add(query)
+                positions.add(str(position))
+            found = self._hits.batch(java, java_queries, positions, self.k, self.threads) if queries else []
+        return [(h.docids.splitlines(), np.array(h.scores.split(), dtype=np.float32)) for h in found]
+
+    def _scores(self, scores: np.ndarray) -> np.ndarray:
+        return (2.0 * scores - 1.0).astype(np.float32)  # Lucene DOT_PRODUCT scores (1 + dot) / 2
 
 
 class PyseriniFaiss(_DeployedStage):
@@ -156,6 +173,11 @@ class PyseriniFaiss(_DeployedStage):
         require_columns(inp.columns, ["qid", "query"], self)
         queries = clean_texts(inp["query"].to_numpy(), inp["qid"].to_numpy(), "query")
         vectors = self.encoder.encode(queries, "query")
-        qids = list(inp["qid"].astype(str))
-        hits = self.searcher.batch_search(vectors, qids, k=self.k, threads=self.threads)
-        return self._frame(inp, hits)
+        if len(queries) == 1:
+            hits = [self.searcher.search(vectors[:1], k=self.k, threads=self.threads)]
+        else:
+            qids = [str(i) for i in range(len(queries))]  # positions: qids may repeat
+            found = self.searcher.batch_search(vectors, qids, k=self.k, threads=self.threads)
+            hits = [found.get(q, []) for q in qids]
+        return self._frame(inp, [([h.docid for h in one], np.array([h.score for h in one], dtype=np.float32))
+                                 for one in hits])

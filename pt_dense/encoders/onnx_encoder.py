@@ -1,6 +1,6 @@
 """OnnxEncoder: an exported encoder on onnxruntime, with the same PyTerrier stages as BiEncoder and no torch.
 
-An export folder (see :func:`pt_dense.deploy.onnx_export.export_onnx`) holds ``model.onnx`` (token ids ->
+An export folder (see :func:`pt_dense.encoders.onnx_export.export_onnx`) holds ``model.onnx`` (token ids ->
 last hidden states), ``tokenizer.json`` and ``config.json`` (pooling, normalisation, max lengths, prefixes, the
 model family, fingerprint). Pooling and normalisation run here in numpy, as the Java bridge does them in Java; what
 they are comes from the export's settings, which the encoder's :class:`~pt_dense.models.ModelFamily` and preset

@@ -31,7 +31,9 @@ from pt_dense.encoders.loading import (
     portable_adapter_config,
     read_folder_settings,
 )
-from pt_dense.encoders.precision import quantized, resolve_precision
+from pt_dense.encoders.onnx_encoder import OnnxEncoder
+from pt_dense.encoders.onnx_export import cached_export
+from pt_dense.encoders.precision import ONNX_QUANTIZE, resolve_precision
 from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.io.atomic import atomic_dir
@@ -96,7 +98,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         #: what was asked for ("auto" by default) and what encode() runs in here (see encoders/precision.py)
         self.requested_precision = precision
         self.precision = resolve_precision(precision, self.device)
-        self._inference_model: torch.nn.Module | None = None
+        self._runtime = None  # the OnnxEncoder of an ONNX precision, made on first use
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.adapter = adapter or Adapter()
         self._fingerprint: str | None = None
@@ -254,23 +256,33 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return self._fingerprint
 
     def weights_changed(self) -> None:
-        """Forget the cached fingerprint and int8 copy; call after changing the weights (training does)."""
+        """Forget the cached fingerprint and ONNX runtime; call after changing the weights (training does)."""
         self._fingerprint = None
-        self._inference_model = None
+        self._runtime = None
 
     @property
     def autocast(self) -> str | None:
         """``"bf16"`` when encoding runs under bfloat16 autocast (the older spelling of ``precision``)."""
         return "bf16" if self.precision == "bf16" else None
 
-    def inference_model(self) -> torch.nn.Module:
-        """The module :meth:`encode` runs: the model itself, or for ``precision="int8"`` a quantised copy with any
-        LoRA folded in (made on first use, dropped when the weights change)."""
-        if self.precision != "int8":
-            return self.model
-        if self._inference_model is None:
-            self._inference_model = quantized(self.adapter.export_model(self.model))
-        return self._inference_model
+    def exact(self) -> TorchEncoder:
+        """This encoder in fp32 PyTorch (sharing its model): the reference the other precisions are measured against,
+        and what an ONNX export traces."""
+        if self.precision == "fp32":
+            return self
+        reference = self.with_model(self.model, self.adapter, precision="fp32")
+        reference._fingerprint = self._fingerprint
+        return reference
+
+    def runtime(self):
+        """The OnnxEncoder that :meth:`encode` runs for an ONNX precision (exported into the cache once per weights
+        and settings), or None for the PyTorch precisions."""
+        if self.precision not in ONNX_QUANTIZE:
+            return None
+        if self._runtime is None:
+            folder = cached_export(self.exact(), ONNX_QUANTIZE[self.precision])
+            self._runtime = OnnxEncoder(folder, batch_size=self.batch_size)
+        return self._runtime
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"
@@ -291,10 +303,9 @@ class TorchEncoder(StageFactory, pt.Transformer):
             "attention_mask": torch.from_numpy(mask).to(self.device),
         }
 
-    def forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
-        """Pooled (and normalised) embeddings of a collated batch by ``model`` (default: the model being trained),
-        with gradients when enabled."""
-        hidden = (model or self.model)(**batch).last_hidden_state
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled (and normalised) embeddings of a collated batch, with gradients when enabled."""
+        hidden = self.model(**batch).last_hidden_state
         return self.pool(hidden, batch["attention_mask"])
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -327,10 +338,12 @@ class TorchEncoder(StageFactory, pt.Transformer):
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
 
-        model = self.inference_model()
+        runtime = self.runtime()
+        if runtime is not None:
+            return runtime.encode(texts, side, batch_size=batch_size or self.batch_size, progress=progress)
 
         def run(batch: list[list[int]]) -> np.ndarray:
-            return self.forward(self.collate(batch), model).float().cpu().numpy()
+            return self.forward(self.collate(batch)).float().cpu().numpy()
 
         was_training = self.model.training
         self.model.eval()

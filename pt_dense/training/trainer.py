@@ -86,7 +86,9 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                                      **cfg.negative_settings)
     source.prepare(topics, positives)
 
-    inference_lengths = encoder.query_max_length, encoder.doc_max_length  # restored after training
+    # restored after training; meanwhile every encoding (validation, mined negatives) runs the model being trained
+    inference = encoder.query_max_length, encoder.doc_max_length, encoder.precision
+    encoder.precision = "fp32"
     encoder.query_max_length = cfg.query_max_length or encoder.query_max_length
     encoder.doc_max_length = cfg.doc_max_length or encoder.doc_max_length
     params = [p for p in encoder.model.parameters() if p.requires_grad]
@@ -160,7 +162,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
             encoder.model.train()
     finally:
         bar.close()
-        encoder.query_max_length, encoder.doc_max_length = inference_lengths
+        encoder.query_max_length, encoder.doc_max_length, encoder.precision = inference
         encoder.model.eval()
         encoder.weights_changed()
         state["history"]["seconds"] = time.perf_counter() - started

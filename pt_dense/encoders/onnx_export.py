@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from pt_dense import datasets
 from pt_dense.encoders.onnx_encoder import CONFIG_NAME, OnnxEncoder
 from pt_dense.errors import DeploymentError, InputError
 from pt_dense.io.atomic import atomic_dir
+from pt_dense.io.cache import cache_dir
 
 OPSET = 17
 TOKENIZER_FILE = "tokenizer.json"
@@ -38,6 +40,7 @@ def export_onnx(encoder, out_dir: str | Path, *, quantize: str | None = None, ov
     import onnx
     import torch
 
+    encoder = encoder.exact()  # trace and compare with fp32 PyTorch, whatever precision the encoder runs in
     if quantize not in (None, "int8"):
         raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -93,13 +96,31 @@ def export_onnx(encoder, out_dir: str | Path, *, quantize: str | None = None, ov
     return Path(out_dir)
 
 
+def cached_export(encoder, quantize: str | None) -> Path:
+    """The export of ``encoder`` (its weights and settings, by fingerprint) with ``quantize``, from the cache, made
+    there the first time: what an encoder with an ONNX precision runs."""
+    folder = cache_dir() / "onnx" / f"{encoder.fingerprint[:24]}-{quantize or 'fp32'}"
+    config = folder / CONFIG_NAME
+    if config.exists() and json.loads(config.read_text()).get("fingerprint") == encoder.fingerprint:
+        return folder
+    print(f"pt_dense: exporting {encoder.name!r} to ONNX ({quantize or 'fp32'}) for inference, once per weights; "
+          f"cached in {folder}", file=sys.stderr)
+    docs, queries = parity_samples(16, 8)
+    return export_onnx(encoder, folder, quantize=quantize, overwrite=True, sample_docs=docs, sample_queries=queries)
+
+
+def parity_samples(docs: int = 128, queries: int = 64) -> tuple[list[str], list[str]]:
+    """The first ``docs`` documents and ``queries`` test queries of the embedded SciFact."""
+    data = datasets.load("scifact")
+    return [d["text"] for d in itertools.islice(data.corpus_iter(), docs)], list(data.topics("test")["query"][:queries])
+
+
 def parity_report(encoder, exported, sample_docs: list[str] | None = None,
                   sample_queries: list[str] | None = None) -> dict:
     """Max abs difference of the vectors and top-10 agreement of the rankings, PyTorch vs the export."""
     if sample_docs is None or sample_queries is None:
-        data = datasets.load("scifact")
-        sample_docs = sample_docs or [d["text"] for d in itertools.islice(data.corpus_iter(), 128)]
-        sample_queries = sample_queries or list(data.topics("test")["query"][:64])
+        default_docs, default_queries = parity_samples()
+        sample_docs, sample_queries = sample_docs or default_docs, sample_queries or default_queries
     torch_docs, onnx_docs = encoder.encode(sample_docs, "doc"), exported.encode(sample_docs, "doc")
     torch_q, onnx_q = encoder.encode(sample_queries, "query"), exported.encode(sample_queries, "query")
     k = min(10, len(sample_docs))
