@@ -5,9 +5,11 @@ imported only by the command that needs it, so ``pt-dense --help`` loads no torc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from pt_dense.encoders.precision import PRECISION_ENV, PRECISIONS
 from pt_dense.errors import InputError, PtDenseError
 from pt_dense.scaling.config import GridConfig
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ix.add_argument("--batch-size", type=_positive_int, default=32)
     ix.add_argument("--shard", help="encode shard i of n (i/n) into OUT.shards/, or 'auto' (the torchrun rank); "
                                     "then `pt-dense merge --out OUT`")
+    _add_precision(ix)
     ix.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                     help="how the vectors are stored (float16: half the disk; the shards' dtype carries to merge)")
 
@@ -112,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_scaling_args(commands.add_parser("scaling", help="scaling laws: run a grid, fit a law, plan a budget"))
 
     args = parser.parse_args(argv)
+    chosen, before = getattr(args, "precision", None), os.environ.get(PRECISION_ENV)
+    if chosen:  # every encoder this command loads (and the caches it reads) uses it
+        os.environ[PRECISION_ENV] = chosen
     try:
         handlers = {"eval": _eval, "demo": _demo, "index": _index, "merge": _merge, "add": _add, "delete": _delete,
                     "export": _export, "train": _train, "pretrain": _pretrain, "refresh": _refresh,
@@ -120,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if chosen and before is None:
+            os.environ.pop(PRECISION_ENV, None)
+        elif chosen:
+            os.environ[PRECISION_ENV] = before
 
 
 def _add_eval_args(parser: argparse.ArgumentParser, default_systems: str = "bm25,dense,bm25>>dense") -> None:
@@ -131,6 +142,13 @@ def _add_eval_args(parser: argparse.ArgumentParser, default_systems: str = "bm25
     parser.add_argument("--bm25-engine", default="lucene", choices=["lucene", "pisa"])
     parser.add_argument("--hybrid-weight", type=_weight, default=0.5, help="BM25's share in the linear fusion")
     parser.add_argument("--json", help="write the results as JSON here")
+    _add_precision(parser)
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the encoder's inference path (default: $PT_DENSE_PRECISION, else auto: ONNX Runtime "
+                             "int8 on CPUs, bf16 on GPUs; fp32 is PyTorch's exact reference)")
 
 
 def _eval_settings(args) -> dict:

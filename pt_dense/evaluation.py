@@ -74,6 +74,7 @@ def run(data, systems: Sequence[str], *, encoder=None, split: str = "test", bm25
     table = evaluate(built, topics, qrels)
     config = {"data": str(data), "split": split, "systems": list(systems),
               "model": getattr(encoder, "name", encoder) or "minilm", "bm25_engine": bm25_engine,
+              "precision": getattr(encoder, "precision", None),
               "hybrid_weight": hybrid_weight, "seconds": round(time.perf_counter() - started, 1)}
     print(results_markdown(table), flush=True)
     payload = results_json(table, config)

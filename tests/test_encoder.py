@@ -172,3 +172,23 @@ def test_onnx_inference_follows_training_and_folds_lora_in():
     after = encoder.encode(texts)
     assert encoder.runtime().folder != first.folder and not np.allclose(before, after, atol=1e-3)
     np.testing.assert_allclose(after, encoder.exact().encode(texts), atol=1e-5)
+
+
+def test_the_command_line_precision_reaches_every_encoder_and_is_recorded(tmp_path, tiny_encoder, monkeypatch):
+    import os
+
+    from conftest import write_beir
+
+    from pt_dense.cli import main
+    from pt_dense.index import DenseIndex
+
+    docs = [{"docno": f"d{i}", "title": "", "text": " ".join(WORDS[i : i + 5])} for i in range(6)]
+    data = write_beir(tmp_path / "data", docs, [{"qid": "q", "query": "cat"}], {"test": [("q", "d0", 1)]})
+    tiny_encoder.save(tmp_path / "model")
+    before = os.environ["PT_DENSE_PRECISION"]
+    args = ["index", "--data", str(data), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "i")]
+    assert main([*args, "--precision", "onnx"]) == 0
+    assert DenseIndex(tmp_path / "i").meta["encoder"]["precision"] == "onnx"
+    assert os.environ["PT_DENSE_PRECISION"] == before  # restored for the rest of the process
+    assert main([*args[:-1], str(tmp_path / "j")]) == 0
+    assert DenseIndex(tmp_path / "j").meta["encoder"]["precision"] == before

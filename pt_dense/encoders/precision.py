@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import os
 from importlib.util import find_spec
-
-import torch
+from typing import TYPE_CHECKING
 
 from pt_dense.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "onnx", "int8")
 #: the precisions that run in ONNX Runtime, and the quantisation their export applies
@@ -42,6 +44,8 @@ def resolve_precision(requested: str | None, device: torch.device) -> str:
         if requested in ONNX_QUANTIZE:
             raise InputError(f"precision={requested!r} runs ONNX Runtime on the CPU; on a GPU use 'bf16' or 'fp32'")
         if requested == "auto":
+            import torch  # a GPU's device means torch is loaded; this module itself stays light for the CLI
+
             return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         return requested
     if requested == "auto":

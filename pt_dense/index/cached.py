@@ -69,5 +69,8 @@ def cached_index(data, encoder, *, index_dir: str | Path | None = None, overwrit
 
 
 def cached_index_path(data, encoder) -> Path:
-    """Where :func:`cached_index` keeps ``data``'s index under ``encoder``."""
-    return cache_dir() / "dense" / f"{collection_key(data)}-{encoder.fingerprint[:16]}"
+    """Where :func:`cached_index` keeps ``data``'s index under ``encoder`` (one per precision other than fp32, so
+    that queries and documents of one run always come from the same arithmetic)."""
+    precision = getattr(encoder, "precision", None)
+    suffix = f"-{precision}" if precision not in (None, "fp32") else ""
+    return cache_dir() / "dense" / f"{collection_key(data)}-{encoder.fingerprint[:16]}{suffix}"
