@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pt_dense.report import bench_payload, peak_rss_mb, print_table, write_json
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "onnx", "int8")
 
 
 def quality(encoder, collection: str, work: str) -> float:
