@@ -159,6 +159,7 @@ def raw_knn(vectors: np.ndarray, k: int):
 
 def retrieval_rows(args, data, queries) -> tuple[list[dict], dict]:
     import pandas as pd
+    from pyserini.search.faiss import FaissSearcher
     from pyterrier_dr import FlexIndex
 
     from pt_dense import BiEncoder, export
@@ -177,13 +178,14 @@ def retrieval_rows(args, data, queries) -> tuple[list[dict], dict]:
         draws /= np.linalg.norm(draws, axis=1, keepdims=True)
         synthetic.indexer(progress=False).index({"docno": f"s{i}", "doc_vec": v} for i, v in enumerate(draws))
         synth_frame = pd.DataFrame({"qid": [str(i) for i in range(200)], "query_vec": list(draws[:200])})
+        pyserini = FaissSearcher(str(export.pyserini_faiss(index, Path(work) / "pyserini-faiss")), None)
         for k in (100, 1000):
             found = compare({"raw faiss.knn": raw_knn(np.asarray(index.vectors), k),
                              "pt_dense retriever": index.retriever(k=k),
                              "pyterrier-dr np_retriever": flex.np_retriever(num_results=k),
                              "pyterrier-dr faiss_flat_retriever": flex.faiss_flat_retriever() >> _cut(k)},
                             frame, args.rounds)
-            found.append(_pyserini_row(index, query_vecs, k, args, work, found[0]))
+            found.append(_pyserini_row(pyserini, query_vecs, k, args, found[0]))
             rows += [{"vectors": "SciFact 5,183", "k": k} | row for row in found]
             overhead[f"retriever k={k}"] = found[1]["overhead ms"]
             synth = compare({"raw faiss.knn": raw_knn(np.asarray(synthetic.vectors), k),
@@ -200,13 +202,7 @@ def _cut(k: int):
     return pt.apply.generic(lambda frame: frame[frame["rank"] < k])
 
 
-def _pyserini_row(index, query_vecs, k, args, work, raw: dict) -> dict:
-    from pyserini.search.faiss import FaissSearcher
-
-    from pt_dense import export
-
-    folder = export.pyserini_faiss(index, Path(work) / "pyserini-faiss")
-    searcher = FaissSearcher(str(folder), None)
+def _pyserini_row(searcher, query_vecs, k, args, raw: dict) -> dict:
     qids = [str(i) for i in range(len(query_vecs))]
     qps = rate(lambda: searcher.batch_search(query_vecs, qids, k=k, threads=args.threads), len(qids), args.rounds)
     p50, _ = per_call_ms(lambda v: searcher.search(v[None], k=k, threads=args.threads), list(query_vecs))
@@ -291,7 +287,9 @@ def main() -> None:
     import torch
 
     from pt_dense import datasets
+    from pt_dense.io.jvm import start_jvm
 
+    start_jvm()  # Java 21 for Anserini, before any library (PyTerrier, pyterrier-dr) starts an older one
     args.threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

@@ -59,11 +59,11 @@ class DenseRetriever(pt.Transformer):
         k, deleted = min(self.k, self.index.live_count), self.index.deleted
         if not len(inp) or k == 0:
             return results_frame(inp, np.zeros((len(inp), 0), np.float32), np.zeros((len(inp), 0), int),
-                                 self.index.docnos)
+                                 self.index.docno_column)
         scores, rows = self.search(queries, min(k + len(deleted), len(self.index)))
         if len(deleted):  # deleted rows are searched (until compact) but never returned
             scores, rows = without_rows(scores, rows, deleted, k)
-        return results_frame(inp, scores, rows, self.index.docnos)
+        return results_frame(inp, scores, rows, self.index.docno_column)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, rows) per query, exact, in chunks of at most FLAT_CHUNK_ROWS vectors (a quarter of that for
@@ -149,13 +149,14 @@ def without_rows(scores: np.ndarray, rows: np.ndarray, dropped: np.ndarray, k: i
     return np.take_along_axis(scores, order, axis=1), rows
 
 
-def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docnos: np.ndarray) -> pd.DataFrame:
-    """Repeat each input row once per hit and add ``docno, score, rank``; FAISS's -1 padding is dropped."""
+def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docnos) -> pd.DataFrame:
+    """Repeat each input row once per hit and add ``docno, score, rank``; FAISS's -1 padding is dropped. ``docnos``
+    is an array with ``take`` (numpy, or better ``index.docno_column``)."""
     k = rows.shape[1] if rows.ndim == 2 else 0
     flat_rows = rows.reshape(-1)
     valid = flat_rows >= 0
     return take_rows(inp, np.repeat(np.arange(len(inp)), k)[valid], {
-        "docno": docnos[flat_rows[valid]], "score": scores.reshape(-1)[valid].astype(np.float32),
+        "docno": docnos.take(flat_rows[valid]), "score": scores.reshape(-1)[valid].astype(np.float32),
         "rank": np.tile(np.arange(k), len(inp))[valid]})
 
 

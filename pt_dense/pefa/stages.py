@@ -89,6 +89,6 @@ class PefaRetriever(_PefaStage):
         queries = stack_vectors(inp["query_vec"], index.dim, "query_vec")
         if len(inp) == 0:
             k = min(self.k, len(index))
-            return results_frame(inp, np.zeros((0, k), np.float32), np.zeros((0, k), int), index.docnos)
+            return results_frame(inp, np.zeros((0, k), np.float32), np.zeros((0, k), int), index.docno_column)
         scores, rows = self.pefa.top_k(queries, self.k)
-        return results_frame(inp, scores, rows, index.docnos)
+        return results_frame(inp, scores, rows, index.docno_column)

@@ -49,7 +49,7 @@ def _grid_run(pefa: PEFA, queries: pd.DataFrame, depth: int) -> pd.DataFrame:
     else:
         vectors = stack_vectors(queries["query_vec"], pefa.index.dim, "query_vec")
         scores, rows = faiss.knn(vectors, pefa.folded_vectors(), depth, metric=faiss.METRIC_INNER_PRODUCT)
-        res = results_frame(queries, scores, rows, pefa.index.docnos)
+        res = results_frame(queries, scores, rows, pefa.index.docno_column)
     return res.rename(columns={"qid": "query_id", "docno": "doc_id"})[["query_id", "doc_id", "score"]].astype(
         {"query_id": str, "doc_id": str})
 
