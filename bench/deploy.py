@@ -45,8 +45,8 @@ def main() -> None:
     from pt_dense.index.dense_index import DenseIndex
 
     data = datasets.load(args.data)
-    fp32 = BiEncoder.from_pretrained(args.model)
-    bf16 = BiEncoder.from_pretrained(args.model, autocast="bf16")
+    fp32 = BiEncoder.from_pretrained(args.model, precision="fp32")
+    bf16 = BiEncoder.from_pretrained(args.model, precision="bf16")
     onnx_dir, int8_dir = args.out / "onnx-fp32", args.out / "onnx-int8"
     export.onnx(fp32, onnx_dir, overwrite=True)
     export.onnx(fp32, int8_dir, quantize="int8", overwrite=True)
