@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pt_dense.io.frames import ranked_order, take_rows
 from pt_dense.io.validation import clean_texts, require_columns
 
 #: record key under which DocEncoder.transform_iter tells an indexer which encoder made ``doc_vec``
@@ -155,6 +156,5 @@ class TextScorer(_EncoderStage):
         docs = clean_texts(inp["text"].to_numpy(), inp["docno"].to_numpy(), "document text")
         doc_vecs = self.encoder.encode(docs, "doc", batch_size=self.batch_size)
         scores = np.einsum("ij,ij->i", np.stack(with_q["query_vec"].to_numpy()), doc_vecs)
-        out = inp.assign(score=scores)
-        out = pt.model.add_ranks(out)
-        return out.sort_values(["qid", "rank"], kind="stable").reset_index(drop=True)
+        order, ranks = ranked_order(inp["qid"], scores)
+        return take_rows(inp, order, {"score": scores[order], "rank": ranks})

@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RESULT_COLUMNS = ("docno", "score", "rank")
-
 
 def take_rows(inp: pd.DataFrame, positions: np.ndarray, added: dict[str, np.ndarray]) -> pd.DataFrame:
     """``inp``'s rows at ``positions`` (each column keeps its dtype) with the ``added`` columns (replacing any of
