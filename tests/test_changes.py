@@ -202,3 +202,28 @@ def test_a_float16_index_refreshes_and_merges_in_float16(tmp_path, tiny_encoder)
     assert refreshed.fingerprint == other.fingerprint
     query = pd.DataFrame({"qid": ["1"], "query": [docs[4]["text"]]})
     assert len((other.query_encoder() >> refreshed.retriever(k=5))(query)) == 5
+
+
+def test_an_unknown_stored_dtype_and_shards_of_two_dtypes_are_refused(tmp_path, tiny_encoder, capsys):
+    import json
+
+    from pt_dense import IndexFormatError
+
+    index = DenseIndex(tmp_path / "idx")
+    index.indexer(progress=False).index({"docno": f"d{i}", "doc_vec": v} for i, v in enumerate(unit(4, 0)))
+    meta_file = index.folder / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(meta | {"dtype": "int8"}))
+    with pytest.raises(IndexFormatError, match=r"stores vectors as 'int8'.*upgrade"):
+        DenseIndex(tmp_path / "idx").meta  # noqa: B018
+    assert (index.folder / "vectors.f32").stat().st_size == 4 * DIM * 4  # nothing rewritten
+
+    docs = [{"docno": f"d{i}", "title": "", "text": " ".join(WORDS[i : i + 4])} for i in range(6)]
+    data = write_beir(tmp_path / "data", docs, [{"qid": "q", "query": "cat"}], {"test": [("q", "d0", 1)]})
+    tiny_encoder.save(tmp_path / "model")
+    common = ["--data", str(data), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "two")]
+    assert main(["index", *common, "--shard", "0/2", "--dtype", "float16"]) == 0
+    assert main(["index", *common, "--shard", "1/2"]) == 0
+    assert main(["merge", "--out", str(tmp_path / "two")]) == 2
+    assert "different encoders, dtypes or corpora" in capsys.readouterr().err
+    assert not DenseIndex(tmp_path / "two").built()
