@@ -17,3 +17,5 @@ dist.all_gather(gathered, weights)
 in_sync = all(torch.equal(gathered[0], g) for g in gathered)
 report = Path(sys.argv[1]) / f"rank{dist.get_rank()}.txt"  # a file each: the ranks' stdout would interleave
 report.write_text(f"steps {len(history['loss'])} in_sync {in_sync}")
+# No destroy_process_group here: fit opened the group, so fit's atexit hook must close it (an open gloo group at
+# interpreter finalisation can abort a rank with SIGABRT).

@@ -7,6 +7,7 @@ ends with the same weights as one that was not.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
@@ -222,9 +223,17 @@ def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str
 def _init_distributed() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # A group left to interpreter finalisation can abort the process (SIGABRT) when gloo's worker threads
+        # free tensors after the GIL is gone; the group we opened we also close, while Python is still whole.
+        atexit.register(_close_distributed)
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+def _close_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def sync_gradients(params: list[torch.nn.Parameter], world: int) -> None:
