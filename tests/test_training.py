@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import WORDS, tiny_bert
 
 from pt_dense import BiEncoder, InputError
@@ -248,3 +249,97 @@ def test_unified_negatives_are_mined_once_from_bm25_and_dense_and_shared(scifact
     assert len(drawn) == 2 and not positives & set(drawn)
     with pytest.raises(InputError, match="unified"):
         resolve("unified", {"d0": "text"})
+
+
+@pytest.mark.integration
+def test_hybrid_teacher_scores_are_the_linear_fusion_of_bm25_and_frozen_dense(scifact_subset, minilm):
+    from pt_dense.bm25 import BM25
+    from pt_dense.datasets import load
+    from pt_dense.fusion import linear_fusion
+    from pt_dense.index import cached_index
+    from pt_dense.training.negatives import HybridTeacher
+    from pt_dense.training.sources import resolve
+
+    data = load(scifact_subset)
+    topics = data.topics("test").head(4)
+    source = resolve("hybrid", data, n=2, depth=20)
+    assert isinstance(source, HybridTeacher)
+    source.encoder = minilm
+    source.prepare(topics, {})
+    qid = topics["qid"].iloc[0]
+    fused = linear_fusion(BM25(data, num_results=40), minilm.query_encoder() >> cached_index(data, minilm).retriever(
+        k=40))(topics.head(1)).sort_values("rank")
+    assert source.candidates[qid] == list(fused["docno"][:20])
+    listed = source.candidates[qid][:3]
+    expected = fused.set_index("docno")["score"]
+    assert source.teacher_scores(qid, listed, set()) == pytest.approx([expected[d] for d in listed])
+    best = max(source.scores[qid].values())
+    assert source.teacher_scores(qid, ["not-retrieved", "also-not"], {"not-retrieved"}) == [best, 0.0]
+
+
+def test_distill_loss_is_contrastive_plus_the_kl_to_the_teacher_and_pulls_the_student_to_its_order():
+    from pt_dense.training.losses import make_loss
+
+    torch.manual_seed(0)
+    queries = F.normalize(torch.randn(3, 8), dim=-1)
+    docs = F.normalize(torch.randn(9, 8), dim=-1).requires_grad_()  # 3 groups of [positive, 2 negatives]
+    teacher = torch.tensor([[1.0, 0.6, 0.1], [0.9, 0.2, 0.5], [1.0, 0.0, 0.3]])
+    off = make_loss("distill", weight=0.0)(queries, docs, teacher=teacher)
+    torch.testing.assert_close(off, contrastive_loss(queries, docs, temperature=0.05))
+    loss = make_loss("distill", teacher_temperature=0.1)
+    kl = loss(queries, docs, teacher=teacher) - off
+    assert kl > 0
+    kl.backward()  # one step on the documents along the KL alone brings the student's groups nearer the teacher's
+    moved = (docs - 0.05 * docs.grad).detach()
+    assert loss(queries, moved, teacher=teacher) - make_loss("distill", weight=0.0)(queries, moved,
+                                                                                    teacher=teacher) < kl
+    groups = docs.detach().view(3, 3, 8)
+    student = torch.einsum("bd,bgd->bg", queries, groups)
+    exact = make_loss("distill", temperature=0.05, teacher_temperature=0.05)
+    assert abs(exact(queries, docs.detach(), teacher=student) - off) < 1e-5  # a teacher equal to the student: KL 0
+    with pytest.raises(ValueError, match="teacher scores of shape"):
+        loss(queries, docs, teacher=teacher[:, :2])
+    with pytest.raises(InputError, match="cannot be built"):
+        make_loss("distill", teacher_temperature=0)
+
+
+class _Teacher(RetrieverNegatives):
+    """Negatives from a retriever, with the retriever's scores as the teacher's (HybridTeacher without BM25)."""
+
+    def teacher_scores(self, qid, docnos, positives):
+        return [1.0 if d in positives else 1.0 / (2 + int(d[1:])) for d in docnos]
+
+
+def test_fit_with_distill_reads_the_sources_teacher_scores_and_refuses_a_source_without_them(tmp_path):
+    import pyterrier as pt
+
+    ranked = pd.DataFrame({"qid": [q for q in TOPICS["qid"] for _ in range(6)],
+                           "docno": [f"d{(i + j) % 16}" for i in range(8) for j in range(6)],
+                           "rank": list(range(6)) * 8, "score": [6.0 - j for j in range(6)] * 8})
+    encoder = no_dropout_encoder().with_lora(r=2)
+    source = _Teacher(pt.Transformer.from_df(ranked), n=3, depth=5)
+    history = encoder.fit(TOPICS, QRELS, corpus=DOCS, negatives=source, loss="distill", epochs=1, batch_size=4,
+                          loss_settings={"teacher_temperature": 0.2}, progress=False)
+    assert len(history["loss"]) == 2 and all(math.isfinite(x) for x in history["loss"])
+    with pytest.raises(InputError, match="negatives='hybrid'"):
+        encoder.fit(TOPICS, QRELS, corpus=DOCS, loss="distill", progress=False)
+    with pytest.raises(InputError, match="cannot be built"):
+        encoder.fit(TOPICS, QRELS, corpus=DOCS, negatives=source, loss="distill", loss_settings={"weight": -1},
+                    progress=False)
+
+
+def test_mined_files_carry_scores_and_a_file_without_them_is_named_not_read_as_a_teacher(tmp_path):
+    import pyterrier as pt
+
+    from pt_dense.training.negatives import read_mined, read_scores
+
+    ranked = pd.DataFrame({"qid": ["q0"] * 3 + ["q1"], "docno": ["d2", "d1", "d3", "d4"], "rank": [0, 1, 2, 0],
+                           "score": [0.9, 0.75, 0.125, 1.0]})
+    path = mine(pt.Transformer.from_df(ranked), TOPICS.head(2), tmp_path / "scored.tsv", depth=2)
+    assert read_mined(path) == {"q0": ["d2", "d1"], "q1": ["d4"]}
+    assert read_scores(path) == {"q0": {"d2": 0.9, "d1": 0.75}, "q1": {"d4": 1.0}}
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("q0\td2\nq0\td1\n")
+    assert read_mined(plain) == {"q0": ["d2", "d1"]}  # files of qid<TAB>docno still read as negatives
+    with pytest.raises(InputError, match="has no scores"):
+        read_scores(plain)

@@ -8,6 +8,8 @@
 - ``UnifiedNegatives``: DPTDR's unified negative mining: one fixed strong retriever (reciprocal rank fusion of BM25
   and the frozen dense model) mined once per collection and topics, stored in the cache, and shared by every model
   trained on that data, so that models compare on the same negatives.
+- ``HybridTeacher``: the same, mined by the linear fusion of BM25 and the frozen dense model (the hybrid system of
+  ``pt-dense eval``), whose fused scores also teach: the ``"distill"`` loss reads them through ``teacher_scores``.
 
 Sampling is seeded by (seed, epoch, qid): the same run draws the same negatives, resumed or not. Sources are
 chosen by name through the table in :mod:`pt_dense.training.sources`.
@@ -25,7 +27,7 @@ import pandas as pd
 from pt_dense.bm25 import BM25
 from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
-from pt_dense.fusion import rrf
+from pt_dense.fusion import linear_fusion, rrf
 from pt_dense.index.cached import cached_index
 from pt_dense.io.atomic import atomic_file
 from pt_dense.io.cache import cache_dir, collection_key
@@ -108,6 +110,8 @@ class FileNegatives(RankedNegatives):
 class UnifiedNegatives(RankedNegatives):
     """Candidates from RRF(BM25, frozen dense) over ``corpus``, mined once and cached (or written to ``path``)."""
 
+    fusion = "rrf"
+
     def __init__(self, corpus, encoder=None, n: int = 1, depth: int = 100, skip: int = 0,
                  path: str | Path | None = None):
         super().__init__(n, depth, skip)
@@ -116,42 +120,90 @@ class UnifiedNegatives(RankedNegatives):
         self.corpus, self.encoder, self.path = corpus, encoder, Path(path) if path else None
 
     def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
-        self.path = mine_unified(self.corpus, topics, self.path, encoder=self.encoder, depth=self.depth)
+        self.path = mine_unified(self.corpus, topics, self.path, encoder=self.encoder, depth=self.depth,
+                                 fusion=self.fusion)
         self.candidates = read_mined(self.path)
 
     def describe(self) -> str:
-        return "unified(rrf(bm25, frozen dense))"
+        return f"unified({self.fusion}(bm25, frozen dense))"
+
+
+class HybridTeacher(UnifiedNegatives):
+    """Unified negatives mined by the linear fusion of BM25 and the frozen dense model, whose per-query min-max fused
+    scores (in [0, 1]) are the teacher of the ``"distill"`` loss."""
+
+    fusion = "linear"
+
+    def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        super().prepare(topics, positives)
+        self.scores = read_scores(self.path)
+
+    def teacher_scores(self, qid: str, docnos: list[str], positives: set[str]) -> list[float]:
+        """The teacher's score of each of ``docnos`` for ``qid``: its fused score; a judged positive the teacher did
+        not retrieve scores as the teacher's best, any other document outside its list as 0 (the fusion's floor)."""
+        scores = self.scores.get(qid, {})
+        best = max(scores.values(), default=1.0)
+        return [scores.get(d, best if d in positives else 0.0) for d in docnos]
+
+    def describe(self) -> str:
+        return "hybrid teacher(linear(bm25, frozen dense))"
+
+
+FUSIONS = {"rrf": lambda bm25, dense, depth: rrf(bm25, dense, num_results=depth),
+           "linear": lambda bm25, dense, depth: linear_fusion(bm25, dense, weight=0.5) % depth}
 
 
 def mine_unified(corpus, topics: pd.DataFrame, path: str | Path | None = None, *, encoder=None,
-                 depth: int = 100) -> Path:
-    """The unified negatives file of ``topics`` over ``corpus``: mined by RRF(BM25, ``encoder``) (default: the
-    packaged MiniLM, frozen) unless it exists. Without ``path`` it lives in the cache under a name made of the
-    collection, the encoder's fingerprint and the topics, so every model trained on the same data reads one file."""
+                 depth: int = 100, fusion: str = "rrf") -> Path:
+    """The unified negatives file of ``topics`` over ``corpus``: mined by ``fusion`` (``"rrf"`` or ``"linear"``) of
+    BM25 and ``encoder`` (default: the packaged MiniLM, frozen) unless it exists. Without ``path`` it lives in the
+    cache under a name made of the collection, the encoder's fingerprint, the topics and the fusion, so every model
+    trained on the same data reads one file."""
+    if fusion not in FUSIONS:
+        raise InputError(f"fusion must be one of {sorted(FUSIONS)}, not {fusion!r}")
     encoder = encoder or TorchEncoder.from_pretrained("minilm")
     if path is None:
         qids = hashlib.blake2b("\n".join(sorted(topics["qid"].astype(str))).encode(), digest_size=6).hexdigest()
-        path = cache_dir() / "negatives" / f"{collection_key(corpus)}-{encoder.fingerprint[:12]}-{qids}-{depth}.tsv"
+        name = f"{collection_key(corpus)}-{encoder.fingerprint[:12]}-{qids}-{depth}-{fusion}.tsv"
+        path = cache_dir() / "negatives" / name
     path = Path(path)
     if not path.exists():
         dense = encoder.query_encoder() >> cached_index(corpus, encoder).retriever(k=depth + 20)
-        mine(rrf(BM25(corpus, num_results=depth + 20), dense, num_results=depth + 20), topics, path, depth=depth)
+        fused = FUSIONS[fusion](BM25(corpus, num_results=depth + 20), dense, depth + 20)
+        mine(fused, topics, path, depth=depth)
     return path
 
 
 def read_mined(path: str | Path) -> dict[str, list[str]]:
     """qid -> ranked docnos of a mined negatives file."""
-    frame = pd.read_csv(path, sep="\t", header=None, names=["qid", "docno"], dtype=str)
-    return {qid: list(group["docno"]) for qid, group in frame.groupby("qid", sort=False)}
+    return {qid: list(group["docno"]) for qid, group in _read(path).groupby("qid", sort=False)}
+
+
+def read_scores(path: str | Path) -> dict[str, dict[str, float]]:
+    """qid -> {docno: the mining retriever's score} of a mined file written with scores (a third column)."""
+    frame = _read(path)
+    if frame["score"].isna().any():
+        raise InputError(f"{path} has no scores (a qid<TAB>docno file): mine it again with pt_dense.training."
+                         "negatives.mine, which writes the retriever's scores as a third column")
+    return {qid: dict(zip(group["docno"], group["score"].astype(float), strict=True))
+            for qid, group in frame.groupby("qid", sort=False)}
+
+
+def _read(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", header=None, names=["qid", "docno", "score"], dtype={"qid": str, "docno": str})
 
 
 def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) -> Path:
-    """Run ``retriever`` over ``topics`` and write its top ``depth`` per query as a negatives file (atomically)."""
-    lists = ranked_lists(retriever(topics[["qid", "query"]]))
+    """Run ``retriever`` over ``topics`` and write its top ``depth`` per query, with their scores, as a negatives
+    file (``qid<TAB>docno<TAB>score``, best first; atomically)."""
+    results = retriever(topics[["qid", "query"]])
+    ordered = results.sort_values(["qid", "rank"], kind="stable") if "rank" in results else results
+    top = ordered.groupby("qid", sort=False).head(depth)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
-        tmp.write_text("".join(f"{qid}\t{d}\n" for qid, docs in lists.items() for d in docs[:depth]))
+        rows = zip(top["qid"].astype(str), top["docno"].astype(str), top["score"].astype(float), strict=True)
+        tmp.write_text("".join(f"{q}\t{d}\t{s!r}\n" for q, d, s in rows))
     return path
 
 

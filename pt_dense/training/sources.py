@@ -17,7 +17,14 @@ from pt_dense.bm25 import BM25
 from pt_dense.errors import InputError
 from pt_dense.index.cached import cached_index
 from pt_dense.training.cached import POLICIES, CachedNegatives
-from pt_dense.training.negatives import FileNegatives, InBatch, NegativeSource, RetrieverNegatives, UnifiedNegatives
+from pt_dense.training.negatives import (
+    FileNegatives,
+    HybridTeacher,
+    InBatch,
+    NegativeSource,
+    RetrieverNegatives,
+    UnifiedNegatives,
+)
 
 Factory = Callable[..., NegativeSource]
 
@@ -43,6 +50,7 @@ NEGATIVE_SOURCES: dict[str, Factory] = {
     "bm25": lambda corpus, encoder, n, depth, **_: RetrieverNegatives(
         BM25(_dataset(corpus, "bm25"), num_results=depth + 20), n=n, depth=depth),
     "unified": lambda corpus, encoder, n, depth, **_: UnifiedNegatives(_dataset(corpus, "unified"), n=n, depth=depth),
+    "hybrid": lambda corpus, encoder, n, depth, **_: HybridTeacher(_dataset(corpus, "hybrid"), n=n, depth=depth),
     **{f"cache:{policy}": _cache(policy) for policy in POLICIES},
 }
 

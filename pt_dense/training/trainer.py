@@ -36,6 +36,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float | None = None  # None: the adapter's default
     loss: str = "contrastive"  # a name registered in pt_dense.training.losses
+    loss_settings: dict = field(default_factory=dict)  # the loss's own (e.g. distill: teacher_temperature, weight)
     temperature: float = 0.05
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -55,7 +56,6 @@ class TrainConfig:
     steps: int | None = None  # train exactly this many steps (epochs repeat as needed); the schedule spans them
     valid_pool: int = 2000
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, negatives="in-batch",
@@ -67,7 +67,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
         raise InputError(f"unknown training settings {sorted(unknown)}; known: {known}")
     cfg = TrainConfig(**settings)
     cfg.lr = cfg.lr if cfg.lr is not None else encoder.adapter.default_lr
-    loss_fn = make_loss(cfg.loss, temperature=cfg.temperature)
+    loss_fn = make_loss(cfg.loss, temperature=cfg.temperature, **cfg.loss_settings)
     if cfg.resume and not cfg.checkpoint_dir:
         raise InputError("resume=True needs checkpoint_dir=")
     world, rank = _init_distributed()
@@ -85,6 +85,9 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     topics = topics[topics["qid"].map(lambda q: bool(positives.get(q)))].reset_index(drop=True)
     source: NegativeSource = resolve(negatives, corpus, encoder, n=cfg.n_negatives, depth=cfg.negative_depth,
                                      **cfg.negative_settings)
+    if getattr(loss_fn, "needs_teacher", False) and not hasattr(source, "teacher_scores"):
+        raise InputError(f"loss {cfg.loss!r} learns from a teacher's scores, which negatives={source.describe()!r} "
+                         "does not give: use negatives='hybrid' (BM25 + frozen dense fusion scores)")
     source.prepare(topics, positives)
 
     # restored after training; meanwhile every encoding (validation, mined negatives) runs the model being trained
@@ -193,17 +196,22 @@ def batch_loss(encoder, batch: list[tuple[str, str, str]], texts: dict[str, str]
                source: NegativeSource, cfg: TrainConfig, epoch: int, loss_fn: torch.nn.Module | None = None) -> float:
     """Loss of one (micro-)batch of (qid, query, positive docno), its gradients accumulated (scaled by
     ``grad_accum``); the loss is ``cfg.loss`` unless ``loss_fn`` is given."""
-    loss_fn = loss_fn or make_loss(cfg.loss, temperature=cfg.temperature)
+    loss_fn = loss_fn or make_loss(cfg.loss, temperature=cfg.temperature, **cfg.loss_settings)
     n_neg = source.n
-    docs: list[str] = []
+    groups: list[list[str]] = []
     for qid, _, pos in batch:
         negs = source.sample(qid, positives[qid], n_neg, cfg.seed, epoch) if n_neg else []
         negs = (negs + [pos] * n_neg)[:n_neg] if n_neg else []  # pad a short pool with the positive (masked)
-        docs += [pos, *negs]
+        groups.append([pos, *negs])
+    docs = [d for group in groups for d in group]
     q = encoder.embed([b[1] for b in batch], "query")
     d = encoder.embed([texts[x] for x in docs], "doc")
     group_pos = [positives[qid] for qid, _, _ in batch]
-    loss = loss_fn(q, d, doc_ids=docs, positives=group_pos)
+    teacher = {}
+    if getattr(loss_fn, "needs_teacher", False):
+        teacher["teacher"] = torch.tensor([source.teacher_scores(qid, group, positives[qid])
+                                           for (qid, _, _), group in zip(batch, groups, strict=True)])
+    loss = loss_fn(q, d, doc_ids=docs, positives=group_pos, **teacher)
     (loss / cfg.grad_accum).backward()
     return float(loss.detach())
 

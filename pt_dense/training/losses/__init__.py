@@ -2,7 +2,8 @@
 
 A loss is an ``nn.Module`` built from its settings; it is called with the batch's query embeddings (B x d), its
 document embeddings (B*G x d: each query's group is [positive, hard negatives...]), the documents' ids and each
-query's judged positives (to mask them out of its negatives), and returns a scalar.
+query's judged positives (to mask them out of its negatives), and returns a scalar. A loss with ``needs_teacher``
+also gets ``teacher``: the negative source's scores of each group (B x G).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from torch import nn
 
 from pt_dense.errors import InputError
 from pt_dense.training.losses.contrastive import ContrastiveLoss, contrastive_loss
+from pt_dense.training.losses.distill import DistillLoss
 
-LOSSES: dict[str, type[nn.Module]] = {"contrastive": ContrastiveLoss}
+LOSSES: dict[str, type[nn.Module]] = {"contrastive": ContrastiveLoss, "distill": DistillLoss}
 
 
 def register_loss(name: str, loss: type[nn.Module]) -> None:
@@ -30,4 +32,4 @@ def make_loss(name: str, **settings) -> nn.Module:
         raise InputError(f"loss {name!r} cannot be built with {settings}: {err}") from err
 
 
-__all__ = ["LOSSES", "ContrastiveLoss", "contrastive_loss", "make_loss", "register_loss"]
+__all__ = ["LOSSES", "ContrastiveLoss", "DistillLoss", "contrastive_loss", "make_loss", "register_loss"]
