@@ -60,16 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--split", default="train")
     tr.add_argument("--valid-split", help="split for validation nDCG@10 after each epoch (e.g. dev)")
     tr.add_argument("--model", default="minilm", help="base model: packaged short name, local HF folder or hub id")
+    tr.add_argument("--recipe", help="a named recipe (adapter, negatives and settings; flags given explicitly win): "
+                                     "see pt_dense.training.recipes, e.g. full-distill, lora-all-linear")
     _add_adapter_args(tr)
-    tr.add_argument("--negatives", default="in-batch",
-                    help="in-batch, bm25, unified, a mined negatives file, or cache:stale|corrected|reencode (from "
-                         "the collection's dense index under the starting encoder, refreshed each epoch)")
+    tr.add_argument("--negatives",
+                    help="in-batch (default), bm25, unified, hybrid (BM25 + dense fusion, scores for --loss "
+                         "distill), a mined negatives file, or cache:stale|corrected|reencode (from the collection's "
+                         "dense index under the starting encoder, refreshed each epoch)")
+    tr.add_argument("--n-negatives", type=_positive_int, help="hard negatives per query (default 1)")
+    tr.add_argument("--loss", help="contrastive (default) or distill (contrastive + KL to --negatives hybrid's scores)")
     tr.add_argument("--cache-sample", type=_fraction, default=0.05,
                     help="cache:corrected: share re-encoded per refresh")
     tr.add_argument("--cache-every", type=_positive_int, help="cache:*: refresh every N steps (default: each epoch)")
     tr.add_argument("--out", required=True, help="folder for the trained encoder")
-    tr.add_argument("--epochs", type=_positive_int, default=3)
-    tr.add_argument("--batch-size", type=_positive_int, default=32)
+    tr.add_argument("--epochs", type=_positive_int, help="default 3")
+    tr.add_argument("--batch-size", type=_positive_int, help="default 32")
     tr.add_argument("--lr", type=_positive_float,
                     help="default: 2e-4 with LoRA, 7e-3 with prompts, 2e-5 for full fine-tuning")
     tr.add_argument("--seed", type=int, default=42)
@@ -214,15 +219,16 @@ def _delete(args) -> int:
 def _train(args) -> int:
     from pt_dense.training.run import train_collection
 
-    settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "resume": args.resume,
-                "overwrite": args.overwrite,
-                "negative_settings": {"sample": args.cache_sample, "every": args.cache_every}
-                if args.negatives.startswith("cache:") else {},
-                **({"lr": args.lr} if args.lr else {}),
-                **({"doc_max_length": args.doc_max_length} if args.doc_max_length else {})}
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "loss": args.loss,
+             "doc_max_length": args.doc_max_length, "n_negatives": args.n_negatives}
+    settings = {"seed": args.seed, "resume": args.resume, "overwrite": args.overwrite,
+                **{name: value for name, value in given.items() if value is not None}}
+    if (args.negatives or "").startswith("cache:"):
+        settings["negative_settings"] = {"sample": args.cache_sample, "every": args.cache_every}
     encoder, history = train_collection(args.data, args.out, model=args.model, adapter=args.adapter,
                                         prompt_length=args.prompt_length, split=args.split,
-                                        valid_split=args.valid_split, negatives=args.negatives, **settings)
+                                        valid_split=args.valid_split, negatives=args.negatives, recipe=args.recipe,
+                                        **settings)
     trainable, total = encoder.trainable_parameters()
     print(f"saved {args.out} ({encoder.mode}: {trainable:,} of {total:,} parameters trained, "
           f"final loss {history['loss'][-1]:.4f})")

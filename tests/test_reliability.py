@@ -192,6 +192,36 @@ def tiny_collection(tmp_path):
     return tmp_path, data
 
 
+def test_a_recipe_sets_adapter_negatives_and_settings_and_explicit_flags_win(tiny_collection, capsys):
+    from pt_dense.training.recipes import RECIPES, Recipe, register_recipe
+
+    tmp, data = tiny_collection
+    register_recipe(Recipe("tiny-test", "LoRA r=2 on every linear layer, two epochs", adapter="lora",
+                           settings={"epochs": 2, "batch_size": 4, "lr": 1e-3}, lora={"r": 2, "targets": "all-linear"}))
+    try:
+        assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--recipe", "tiny-test",
+                     "--out", str(tmp / "run"), "--epochs", "1"]) == 0
+        record = json.loads((tmp / "run" / "training.json").read_text())
+        assert record["recipe"] == "tiny-test" and record["negatives"] == "in-batch"
+        assert record["settings"]["epochs"] == 1 and record["settings"]["lr"] == 1e-3  # the flag wins, the rest holds
+        assert len(record["history"]["loss"]) == 2  # 8 queries in batches of 4, one epoch
+        trained = BiEncoder.from_pretrained(tmp / "run")
+        assert trained.adapter.config() == {"name": "lora", "r": 2, "alpha": 32, "dropout": 0.1,
+                                            "targets": "all-linear"}
+        names = [n for n, _ in trained.model.named_parameters() if "lora_A" in n]
+        layers = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in names}
+        assert layers == {"query", "key", "value", "dense"}  # every linear layer, not the default query/value
+        plain = encoder(0)
+        with pytest.raises(InputError, match=r"recipe 'tiny-test' trains lora, but this encoder is full.*with_lora"):
+            plain.fit(TOPICS, QRELS, corpus=DOCS, recipe="tiny-test")
+        with pytest.raises(InputError, match=r"unknown recipe 'nope'; known: .*tiny-test"):
+            plain.fit(TOPICS, QRELS, corpus=DOCS, recipe="nope")
+        history = plain.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, recipe="tiny-test", progress=False)
+        assert len(history["loss"]) == 4  # the recipe's two epochs
+    finally:
+        RECIPES.pop("tiny-test")
+
+
 def test_resume_under_other_settings_is_refused_naming_the_difference(tiny_collection):
     tmp, data = tiny_collection
     common = {"model": str(tmp / "model"), "batch_size": 4, "progress": False}

@@ -70,25 +70,31 @@ class Adapter:
         return hash(repr(self))
 
 
+ALL_LINEAR = "all-linear"
+
+
 class Lora(Adapter):
     """A LoRA adapter (peft) on ``targets``; defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the
-    attention query and value projections (``targets=None``: the model family's; for an unknown family, peft's)."""
+    attention query and value projections (``targets=None``: the model family's; for an unknown family, peft's;
+    ``"all-linear"``: every linear layer of the encoder, peft's own selection)."""
 
     name = "lora"
     default_lr = 2e-4
     plain = False
 
     def __init__(self, r: int = 8, alpha: int = 32, dropout: float = 0.1,
-                 targets: tuple[str, ...] | None = None):
+                 targets: tuple[str, ...] | str | None = None):
         if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
             raise InputError(f"LoRA needs r >= 1, alpha > 0 and 0 <= dropout < 1 (got r={r}, alpha={alpha}, "
                              f"dropout={dropout})")
         self.r, self.alpha, self.dropout = r, alpha, dropout
-        self.targets = tuple(targets) if targets is not None else None
+        if isinstance(targets, str) and targets != ALL_LINEAR:
+            raise InputError(f"LoRA targets are module names or {ALL_LINEAR!r}, not {targets!r}")
+        self.targets = tuple(targets) if targets is not None and targets != ALL_LINEAR else targets
 
     def config(self) -> dict:
         return {"name": self.name, "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
-                "targets": list(self.targets) if self.targets is not None else None}
+                "targets": list(self.targets) if isinstance(self.targets, tuple) else self.targets}
 
     def wrap(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig, get_peft_model
@@ -96,7 +102,7 @@ class Lora(Adapter):
         family = family_for(model)
         targets = self.targets if self.targets is not None else family.lora_targets
         config = LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                            target_modules=list(targets) if targets is not None else None)
+                            target_modules=list(targets) if isinstance(targets, tuple) else targets)
         try:
             return get_peft_model(copy.deepcopy(model), config)
         except ValueError as err:  # peft: no such modules, or no default targets for this model_type
@@ -125,7 +131,9 @@ class Lora(Adapter):
         from peft import PeftConfig
 
         config = PeftConfig.from_pretrained(str(folder))
-        return cls(config.r, config.lora_alpha, config.lora_dropout, tuple(sorted(config.target_modules)))
+        targets = config.target_modules  # a set of names, or peft's one string ("all-linear")
+        return cls(config.r, config.lora_alpha, config.lora_dropout,
+                   targets if isinstance(targets, str) else tuple(sorted(targets)))
 
 
 class Prompts(Adapter):

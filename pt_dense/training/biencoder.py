@@ -18,8 +18,10 @@ class BiEncoder(TorchEncoder, pt.Estimator):
     only a LoRA adapter (:meth:`with_lora`) or deep prompts (:meth:`with_prompts`)."""
 
     def fit(self, topics: pd.DataFrame, qrels: pd.DataFrame, valid_topics: pd.DataFrame | None = None,
-            valid_qrels: pd.DataFrame | None = None, *, corpus=None, negatives="in-batch", **settings) -> dict:
+            valid_qrels: pd.DataFrame | None = None, *, corpus=None, negatives=None, recipe=None,
+            **settings) -> dict:
         """Train contrastively in place; returns the history (see :mod:`pt_dense.training.trainer` for the settings
-        and their defaults, :mod:`pt_dense.training.sources` for ``negatives``)."""
+        and their defaults, :mod:`pt_dense.training.sources` for ``negatives`` (default in-batch),
+        :mod:`pt_dense.training.recipes` for the named recipes)."""
         return fit(self, topics, qrels, corpus=corpus, negatives=negatives, valid_topics=valid_topics,
-                   valid_qrels=valid_qrels, **settings)
+                   valid_qrels=valid_qrels, recipe=recipe, **settings)

@@ -12,13 +12,16 @@ from pt_dense import datasets
 from pt_dense.errors import InputError
 from pt_dense.training.biencoder import BiEncoder
 from pt_dense.training.pretrain import pretrain
+from pt_dense.training.recipes import get_recipe
 
 ADAPTER_CHOICES = ("lora", "prompts", "none")
 
 
-def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int = 32) -> BiEncoder:
-    """``model`` ready to train ``adapter``: ``"lora"``, ``"prompts"`` or ``"none"`` (every weight). An encoder saved
-    with an adapter goes on training that adapter; otherwise the default is LoRA."""
+def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int = 32,
+                    lora: dict | None = None) -> BiEncoder:
+    """``model`` ready to train ``adapter``: ``"lora"`` (with ``lora``, ``with_lora``'s settings), ``"prompts"`` or
+    ``"none"`` (every weight). An encoder saved with an adapter goes on training that adapter; otherwise the
+    default is LoRA."""
     encoder = BiEncoder.from_pretrained(model)
     if not encoder.adapter.plain:
         if adapter not in (None, encoder.mode):
@@ -29,16 +32,17 @@ def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int =
     if adapter not in ADAPTER_CHOICES:
         raise InputError(f"adapter must be one of {ADAPTER_CHOICES}, not {adapter!r}")
     if adapter == "lora":
-        return encoder.with_lora()
+        return encoder.with_lora(**(lora or {}))
     return encoder.with_prompts(length=prompt_length) if adapter == "prompts" else encoder
 
 
 def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: str | None = None,
                      prompt_length: int = 32, split: str = "train", valid_split: str | None = None,
-                     negatives: str = "in-batch", overwrite: bool = False, seed: int = 42,
-                     **settings) -> tuple[BiEncoder, dict]:
+                     negatives: str | None = None, recipe: str | None = None, overwrite: bool = False,
+                     seed: int = 42, **settings) -> tuple[BiEncoder, dict]:
     """Train ``model`` on ``data``'s ``split`` (checkpoints beside ``out``), save it to ``out`` with a
-    ``training.json`` record; returns (the encoder, the history).
+    ``training.json`` record; returns (the encoder, the history). A ``recipe`` chooses the adapter, the negatives and
+    the settings that are not given.
 
     An existing ``out`` is refused unless ``overwrite`` (or ``resume``, which continues its checkpoints). The
     ``seed`` covers every random draw, the adapter's initialisation included: one seed, identical weights."""
@@ -48,14 +52,18 @@ def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: s
                          "(--resume) to continue the run whose checkpoints lie beside it")
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
     topics, qrels = data.topics(split), data.qrels(split)  # an unknown split fails before anything is built
+    chosen = get_recipe(recipe) if recipe else None
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # LoRA draws its initial weights here
-        encoder = adapted_encoder(model, adapter, prompt_length)
+        encoder = adapted_encoder(model, adapter or (chosen.adapter if chosen else None), prompt_length,
+                                  chosen.lora if chosen else None)
     settings.setdefault("checkpoint_dir", str(out.with_name(out.name + ".checkpoints")))
     valid = (data.topics(valid_split), data.qrels(valid_split)) if valid_split else (None, None)
-    history = encoder.fit(topics, qrels, *valid, corpus=data, negatives=negatives, seed=seed, **settings)
+    history = encoder.fit(topics, qrels, *valid, corpus=data, negatives=negatives, recipe=chosen, seed=seed,
+                          **settings)
     encoder.save(out)
-    record = {"settings": settings, "negatives": negatives, "history": history}
+    record = {"recipe": recipe, "settings": (chosen.settings if chosen else {}) | settings,
+              "negatives": negatives or (chosen.negatives if chosen else "in-batch"), "history": history}
     (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
     return encoder, history
 

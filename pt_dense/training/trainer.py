@@ -27,6 +27,7 @@ from pt_dense.metrics import exact_scores
 from pt_dense.training import checkpoints
 from pt_dense.training.losses import make_loss
 from pt_dense.training.negatives import NegativeSource
+from pt_dense.training.recipes import Recipe, get_recipe
 from pt_dense.training.sources import resolve
 
 
@@ -58,9 +59,19 @@ class TrainConfig:
     progress: bool = True
 
 
-def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, negatives="in-batch",
-        valid_topics: pd.DataFrame | None = None, valid_qrels: pd.DataFrame | None = None, **settings) -> dict:
-    """Train ``encoder`` in place; returns a history dict (loss per step, validation per epoch)."""
+def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, negatives=None,
+        valid_topics: pd.DataFrame | None = None, valid_qrels: pd.DataFrame | None = None,
+        recipe: str | Recipe | None = None, **settings) -> dict:
+    """Train ``encoder`` in place; returns a history dict (loss per step, validation per epoch).
+
+    ``recipe`` (a name of :mod:`.recipes`) supplies the negatives and settings that are not given explicitly;
+    without one, ``negatives`` defaults to in-batch."""
+    if recipe is not None:
+        recipe = get_recipe(recipe)
+        recipe.check(encoder)
+        settings = recipe.settings | settings
+        negatives = recipe.negatives if negatives is None else negatives
+    negatives = "in-batch" if negatives is None else negatives
     unknown = set(settings) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         known = sorted(TrainConfig.__dataclass_fields__)

@@ -1,0 +1,61 @@
+"""Named training recipes: what trains, where the negatives come from and the settings, measured as a whole.
+
+A :class:`Recipe` is the one table that ``fit(recipe=...)``, ``train_collection(recipe=...)`` and ``pt-dense train
+--recipe`` read. Settings given explicitly win over the recipe's. The figures in each recipe's ``measured`` come from
+``python examples/recipes.py`` (MiniLM on SciFact train, this project's 2-core reference machine); they describe
+that run, not a promise for another model or collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pt_dense.errors import InputError
+
+ADAPTERS = {"lora": "lora", "prompts": "prompts", "none": "full"}  # the recipe's adapter -> the encoder's mode
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to train: ``adapter`` (``"lora"``, ``"prompts"`` or ``"none"`` for every weight) with ``lora``
+    settings (``with_lora``'s), ``negatives`` (a name of :mod:`.sources`) and ``settings`` (``fit``'s)."""
+
+    name: str
+    summary: str
+    adapter: str = "none"
+    negatives: str = "in-batch"
+    settings: dict = field(default_factory=dict)
+    lora: dict = field(default_factory=dict)
+    measured: str = ""
+
+    def __post_init__(self):
+        if self.adapter not in ADAPTERS:
+            raise InputError(f"recipe {self.name!r}: adapter must be one of {sorted(ADAPTERS)}, not {self.adapter!r}")
+
+    def check(self, encoder) -> None:
+        """Refuse an encoder whose trainable part is not the recipe's (a LoRA learning rate on every weight would
+        wreck the model), naming how to build the right one."""
+        if encoder.mode != ADAPTERS[self.adapter]:
+            build = {"lora": f".with_lora(**{self.lora})", "prompts": ".with_prompts()",
+                     "none": " (a plain encoder, no adapter)"}[self.adapter]
+            raise InputError(f"recipe {self.name!r} trains {ADAPTERS[self.adapter]}, but this encoder is "
+                             f"{encoder.mode}: start from BiEncoder.from_pretrained(...){build}, or use "
+                             f"train_collection / pt-dense train --recipe {self.name}, which builds it")
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Make ``recipe`` known by its name."""
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(recipe: str | Recipe) -> Recipe:
+    """The recipe named ``recipe`` (or ``recipe`` itself)."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in RECIPES:
+        raise InputError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
+    return RECIPES[recipe]
