@@ -64,7 +64,8 @@ def report(results: dict[str, dict], collections: dict, out: Path, stem: str, ti
     for system, r in results.items():
         trainable = r.get("trainable", 0)
         row = {"system": system, "trainable": trainable,
-               "trainable %": 100 * trainable / r["total"] if r.get("total") else 0.0}
+               "trainable %": 100 * trainable / r["total"] if r.get("total") else 0.0,
+               "train minutes": r.get("train_seconds", 0.0) / 60}
         row |= {f"{name} nDCG@10": r["scores"][name]["nDCG@10"] for name in names}
         row["OOD mean nDCG@10"] = sum(r["scores"][n]["nDCG@10"] for n in OOD) / len(OOD)
         rows.append(row)

@@ -343,3 +343,18 @@ def test_mined_files_carry_scores_and_a_file_without_them_is_named_not_read_as_a
     assert read_mined(plain) == {"q0": ["d2", "d1"]}  # files of qid<TAB>docno still read as negatives
     with pytest.raises(InputError, match="has no scores"):
         read_scores(plain)
+
+
+def test_every_registered_recipe_names_known_settings_negatives_and_loss():
+    from pt_dense.training.losses import LOSSES
+    from pt_dense.training.recipes import RECIPES
+    from pt_dense.training.sources import NEGATIVE_SOURCES
+    from pt_dense.training.trainer import TrainConfig
+
+    assert {"full-distill", "lora-all-linear"} <= set(RECIPES)
+    for recipe in RECIPES.values():
+        assert set(recipe.settings) <= set(TrainConfig.__dataclass_fields__), recipe.name
+        assert recipe.negatives in NEGATIVE_SOURCES, recipe.name
+        assert recipe.settings.get("loss", "contrastive") in LOSSES, recipe.name
+        if recipe.adapter == "lora":
+            BiEncoder(*tiny_bert(0)).with_lora(**recipe.lora)  # the LoRA settings build

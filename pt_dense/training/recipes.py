@@ -59,3 +59,19 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     if recipe not in RECIPES:
         raise InputError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
     return RECIPES[recipe]
+
+
+for _recipe in (
+    Recipe("full-dense-negatives", "every weight, three hard negatives a query from the starting encoder's dense index",
+           adapter="none", negatives="cache:stale",
+           settings={"epochs": 3, "batch_size": 32, "n_negatives": 3, "doc_max_length": 128}),
+    Recipe("full-distill", "every weight, three hard negatives a query from the BM25 + dense hybrid, whose fused "
+           "scores teach (contrastive + listwise KL)", adapter="none", negatives="hybrid",
+           settings={"epochs": 3, "batch_size": 32, "n_negatives": 3, "doc_max_length": 128, "loss": "distill",
+                     "negative_depth": 30}),
+    Recipe("lora-all-linear", "LoRA r=16 on every linear layer, three hard negatives a query from the starting "
+           "encoder's dense index", adapter="lora", negatives="cache:stale",
+           settings={"epochs": 3, "batch_size": 32, "n_negatives": 3, "doc_max_length": 128, "lr": 3e-4},
+           lora={"r": 16, "alpha": 32, "targets": "all-linear"}),
+):
+    register_recipe(_recipe)
