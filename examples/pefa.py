@@ -2,7 +2,7 @@
 
 - NFCorpus: PEFA's memory is NFCorpus train; lam and k are tuned on dev (R@100); evaluated on test.
 - SciFact: no dev split, so lam and k are tuned on a held-out fifth of train with the other four fifths as memory;
-  the final memory is all of train. (SciFact's train and test claims cite different documents: expect little.)
+  the final memory is all of train. (64% of SciFact's test judgements point at a training positive: PEFA gains much.)
 
 Training queries whose text also occurs in a tuning or test split are dropped from the memory (never the other way
 round). Writes a markdown table, JSON (``--json``) and a PNG chart. Usage::
