@@ -3,12 +3,33 @@ out-of-domain (Vaswani, Cranfield, NFCorpus test): cached cells, the frozen base
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 OOD = ("vaswani", "cranfield", "nfcorpus")
+
+
+def transfer_parser(description: str, out: str) -> argparse.ArgumentParser:
+    """The arguments every transfer example shares: data root, output folder, the out-of-domain cut, seed, JSON."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default="../shared/data", type=Path)
+    parser.add_argument("--out", default=out, type=Path)
+    parser.add_argument("--ood-docs", type=int, default=3000, help="subsample out-of-domain corpora (0: all)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json")
+    return parser
+
+
+def start(args) -> tuple[dict, dict]:
+    """The collections (SciFact and the out-of-domain subsets) and the results so far: the frozen MiniLM's."""
+    from pt_dense.evaluation import transfer_collections
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    collections = transfer_collections(args.data_root, "scifact", OOD, args.ood_docs)
+    return collections, {"frozen MiniLM": frozen_cell(args.out, collections)}
 
 
 def cached(path: Path, compute: Callable[[], dict]) -> dict:

@@ -11,34 +11,23 @@ CPU budget; the same subset serves every model. Writes a markdown table, JSON an
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 CELLS = [("lora", "in-batch"), ("full", "in-batch"), ("lora", "bm25"), ("full", "bm25")]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="../shared/data", type=Path)
-    parser.add_argument("--out", default="out/lora_vs_full", type=Path)
+    from _transfer import report, start, trained_cell, transfer_parser
+
+    parser = transfer_parser(__doc__, "out/lora_vs_full")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--doc-max-length", type=int, default=128,
                         help="document tokens kept in training (evaluation encodes 256, as the model was built)")
-    parser.add_argument("--ood-docs", type=int, default=3000, help="subsample out-of-domain corpora (0: all)")
     parser.add_argument("--cells", default=",".join(f"{a}/{n}" for a, n in CELLS))
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--json")
     args = parser.parse_args()
 
-    from _transfer import OOD, frozen_cell, report, trained_cell
-
     from pt_dense import BiEncoder
-    from pt_dense.evaluation import transfer_collections
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    collections = transfer_collections(args.data_root, "scifact", OOD, args.ood_docs)
-    results = {"frozen MiniLM": frozen_cell(args.out, collections)}
+    collections, results = start(args)
     for cell in [c for c in args.cells.split(",") if c]:
         adapter, negatives = cell.split("/")
 

@@ -18,35 +18,25 @@ table, JSON and a PNG chart. Usage::
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 CELLS = ("dpt", "dpt+unified", "dpt+pretrain", "dpt+pretrain+unified", "lora", "lora+unified")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="../shared/data", type=Path)
-    parser.add_argument("--out", default="out/prompts_vs_lora", type=Path)
+    from _transfer import cached, report, start, trained_cell, transfer_parser
+
+    parser = transfer_parser(__doc__, "out/prompts_vs_lora")
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--prompt-length", type=int, default=32)
     parser.add_argument("--doc-max-length", type=int, default=128, help="document tokens kept in training")
     parser.add_argument("--pretrain-docs", type=int, default=2000, help="documents sampled for pretraining")
-    parser.add_argument("--ood-docs", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--json")
     args = parser.parse_args()
 
-    from _transfer import OOD, cached, frozen_cell, report, trained_cell
-
     from pt_dense import BiEncoder
-    from pt_dense.evaluation import transfer_collections
     from pt_dense.training.pretrain import pretrain
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    collections = transfer_collections(args.data_root, "scifact", OOD, args.ood_docs)
+    collections, results = start(args)
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "doc_max_length": args.doc_max_length,
              "seed": args.seed}
 
@@ -67,7 +57,6 @@ def main() -> None:
         cached(folder / "pretraining.json", compute)
         return BiEncoder.from_pretrained(str(folder / "encoder"))
 
-    results = {"frozen MiniLM": frozen_cell(args.out, collections)}
     for cell in [c for c in args.cells.split(",") if c]:
         if cell not in CELLS:
             raise SystemExit(f"unknown cell {cell!r}; cells: {', '.join(CELLS)}")

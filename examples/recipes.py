@@ -11,32 +11,22 @@ model), beside the frozen MiniLM. Cells are cached in ``--out`` (an interrupted 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 
 def main() -> None:
+    from _transfer import report, start, trained_cell, transfer_parser
+
     from pt_dense.training.recipes import RECIPES
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default="../shared/data", type=Path)
-    parser.add_argument("--out", default="out/recipes", type=Path)
+    parser = transfer_parser(__doc__, "out/recipes")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names")
-    parser.add_argument("--ood-docs", type=int, default=3000, help="subsample out-of-domain corpora (0: all)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--json")
     args = parser.parse_args()
 
     import torch
-    from _transfer import OOD, frozen_cell, report, trained_cell
 
-    from pt_dense.evaluation import transfer_collections
     from pt_dense.training.recipes import get_recipe
     from pt_dense.training.run import adapted_encoder
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    collections = transfer_collections(args.data_root, "scifact", OOD, args.ood_docs)
-    results = {"frozen MiniLM": frozen_cell(args.out, collections)}
+    collections, results = start(args)
     for name in [n for n in args.recipes.split(",") if n]:
         recipe = get_recipe(name)
 
