@@ -8,7 +8,7 @@ training queries whose text also occurs in test are dropped from it. The encoder
 ``pt-dense train``), trained here with ``--recipe`` if the folder does not exist yet. Prints the table of every stage
 and the pipeline on SciFact test, writes JSON and a PNG. Usage::
 
-    python examples/pipeline.py --data ../shared/data/scifact --encoder out/recipes/full-distill/encoder
+    python examples/pipeline.py --data ../shared/data/scifact --encoder out/recipes/full-dense-negatives/encoder
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/scifact")
-    parser.add_argument("--encoder", default="out/recipes/full-distill/encoder", type=Path)
-    parser.add_argument("--recipe", default="full-distill", help="trains --encoder when it does not exist")
+    parser.add_argument("--encoder", default="out/recipes/full-dense-negatives/encoder", type=Path)
+    parser.add_argument("--recipe", default="full-dense-negatives", help="trains --encoder when it does not exist")
     parser.add_argument("--out", default="out/pipeline", type=Path)
     parser.add_argument("--json")
     args = parser.parse_args()
