@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--valid-split", help="split for validation nDCG@10 after each epoch (e.g. dev)")
     tr.add_argument("--model", default="minilm", help="base model: packaged short name, local HF folder or hub id")
     tr.add_argument("--recipe", help="a named recipe (adapter, negatives and settings; flags given explicitly win): "
-                                     "see pt_dense.training.recipes, e.g. full-distill, lora-all-linear")
+                                     "full-dense-negatives (the best dense one), lora-all-linear, full-distill; see "
+                                     "pt_dense.training.recipes")
     _add_adapter_args(tr)
     tr.add_argument("--negatives",
                     help="in-batch (default), bm25, unified, hybrid (BM25 + dense fusion, scores for --loss "

@@ -75,6 +75,8 @@ for _recipe in (
     Recipe("lora-all-linear", "LoRA r=16 on every linear layer, three hard negatives a query from the starting "
            "encoder's dense index", adapter="lora", negatives="cache:stale",
            settings={"epochs": 3, "batch_size": 32, "n_negatives": 3, "doc_max_length": 128, "lr": 3e-4},
-           lora={"r": 16, "alpha": 32, "targets": "all-linear"}),
+           lora={"r": 16, "alpha": 32, "targets": "all-linear"},
+           measured="MiniLM: SciFact test nDCG@10 0.6947 (frozen 0.6456), out-of-domain mean 0.4333 (frozen 0.4396); "
+                    "35.0 minutes of training"),
 ):
     register_recipe(_recipe)
