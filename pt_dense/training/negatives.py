@@ -196,9 +196,7 @@ def _read(path: str | Path) -> pd.DataFrame:
 def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) -> Path:
     """Run ``retriever`` over ``topics`` and write its top ``depth`` per query, with their scores, as a negatives
     file (``qid<TAB>docno<TAB>score``, best first; atomically)."""
-    results = retriever(topics[["qid", "query"]])
-    ordered = results.sort_values(["qid", "rank"], kind="stable") if "rank" in results else results
-    top = ordered.groupby("qid", sort=False).head(depth)
+    top = _best_first(retriever(topics[["qid", "query"]])).groupby("qid", sort=False).head(depth)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
@@ -208,5 +206,9 @@ def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) ->
 
 
 def ranked_lists(results: pd.DataFrame) -> dict[str, list[str]]:
-    ordered = results.sort_values(["qid", "rank"], kind="stable") if "rank" in results else results
-    return {str(qid): list(group["docno"].astype(str)) for qid, group in ordered.groupby("qid", sort=False)}
+    groups = _best_first(results).groupby("qid", sort=False)
+    return {str(qid): list(group["docno"].astype(str)) for qid, group in groups}
+
+
+def _best_first(results: pd.DataFrame) -> pd.DataFrame:
+    return results.sort_values(["qid", "rank"], kind="stable") if "rank" in results else results

@@ -12,9 +12,9 @@ from pt_dense import datasets
 from pt_dense.errors import InputError
 from pt_dense.training.biencoder import BiEncoder
 from pt_dense.training.pretrain import pretrain
-from pt_dense.training.recipes import get_recipe
+from pt_dense.training.recipes import ADAPTERS, get_recipe
 
-ADAPTER_CHOICES = ("lora", "prompts", "none")
+ADAPTER_CHOICES = tuple(ADAPTERS)  # lora, prompts, none
 
 
 def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int = 32,

@@ -58,6 +58,10 @@ class TrainConfig:
     valid_pool: int = 2000
     progress: bool = True
 
+    def make_loss(self) -> torch.nn.Module:
+        """The loss these settings name, built with its temperature and its own settings."""
+        return make_loss(self.loss, temperature=self.temperature, **self.loss_settings)
+
 
 def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, negatives=None,
         valid_topics: pd.DataFrame | None = None, valid_qrels: pd.DataFrame | None = None,
@@ -78,7 +82,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
         raise InputError(f"unknown training settings {sorted(unknown)}; known: {known}")
     cfg = TrainConfig(**settings)
     cfg.lr = cfg.lr if cfg.lr is not None else encoder.adapter.default_lr
-    loss_fn = make_loss(cfg.loss, temperature=cfg.temperature, **cfg.loss_settings)
+    loss_fn = cfg.make_loss()
     if cfg.resume and not cfg.checkpoint_dir:
         raise InputError("resume=True needs checkpoint_dir=")
     world, rank = _init_distributed()
@@ -207,7 +211,7 @@ def batch_loss(encoder, batch: list[tuple[str, str, str]], texts: dict[str, str]
                source: NegativeSource, cfg: TrainConfig, epoch: int, loss_fn: torch.nn.Module | None = None) -> float:
     """Loss of one (micro-)batch of (qid, query, positive docno), its gradients accumulated (scaled by
     ``grad_accum``); the loss is ``cfg.loss`` unless ``loss_fn`` is given."""
-    loss_fn = loss_fn or make_loss(cfg.loss, temperature=cfg.temperature, **cfg.loss_settings)
+    loss_fn = loss_fn or cfg.make_loss()
     n_neg = source.n
     groups: list[list[str]] = []
     for qid, _, pos in batch:
