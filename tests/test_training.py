@@ -358,3 +358,31 @@ def test_every_registered_recipe_names_known_settings_negatives_and_loss():
         assert recipe.settings.get("loss", "contrastive") in LOSSES, recipe.name
         if recipe.adapter == "lora":
             BiEncoder(*tiny_bert(0)).with_lora(**recipe.lora)  # the LoRA settings build
+
+
+def test_interpolate_keeps_that_fraction_of_the_update_for_full_and_lora_and_refuses_prompts(tiny_encoder):
+    def trained(adapter: str, interpolate: float) -> BiEncoder:
+        torch.manual_seed(3)  # the same LoRA initialisation for both runs
+        encoder = no_dropout_encoder()
+        encoder = encoder.with_lora(r=2, alpha=4, dropout=0.0) if adapter == "lora" else encoder
+        encoder.fit(TOPICS, QRELS, corpus=DOCS, epochs=2, batch_size=4, lr=1e-2, progress=False, seed=1,
+                    interpolate=interpolate)
+        return encoder
+
+    def weights(encoder: BiEncoder) -> dict[str, torch.Tensor]:
+        model = encoder.adapter.export_model(encoder.model)  # LoRA merged into the base weights
+        return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    start = weights(no_dropout_encoder())
+    for adapter in ("full", "lora"):
+        whole, half = weights(trained(adapter, 1.0)), weights(trained(adapter, 0.5))
+        moved = [k for k in start if not torch.allclose(whole[k], start[k], atol=1e-5)]
+        assert moved, adapter
+        for k in moved:
+            torch.testing.assert_close(half[k], start[k] + 0.5 * (whole[k] - start[k]), atol=2e-6, rtol=1e-5)
+    with pytest.raises(InputError, match="interpolate=1.0"):
+        tiny_encoder.with_prompts(length=2).fit(TOPICS, QRELS, corpus=DOCS, epochs=1, batch_size=4,
+                                                 progress=False, interpolate=0.5)
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="interpolate must be in"):
+            tiny_encoder.fit(TOPICS, QRELS, corpus=DOCS, epochs=1, batch_size=4, progress=False, interpolate=bad)

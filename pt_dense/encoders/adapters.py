@@ -19,6 +19,8 @@ from pt_dense.errors import InputError
 from pt_dense.models import family_for
 
 PROMPTS_FILE = "prompts.pt"
+NO_PROMPT_BLEND = ("deep prompts cannot be blended with their starting point (no prompts is not a point on their "
+                   "path): train them with interpolate=1.0")
 
 
 class Adapter:
@@ -58,6 +60,19 @@ class Adapter:
     def export_model(self, model: nn.Module) -> nn.Module:
         """A copy of ``model`` with the adapter turned into plain weights or constants (for ONNX)."""
         return copy.deepcopy(model)
+
+    def update_start(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """What :meth:`blend` needs of ``model`` before training: a copy of its trainable weights."""
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def blend(self, model: nn.Module, start: dict[str, torch.Tensor], keep: float) -> None:
+        """Keep the fraction ``keep`` of what training changed, in place: the weights move to
+        ``start + keep * (trained - start)``. Weight-space ensembling of the starting and the trained model
+        (WiSE-FT, Wortsman et al. 2022) keeps most of the in-domain gain and loses less out of domain."""
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in start:
+                    param.copy_(start[name] + keep * (param - start[name]))
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
@@ -125,6 +140,16 @@ class Lora(Adapter):
     def export_model(self, model: nn.Module) -> nn.Module:
         return copy.deepcopy(model).merge_and_unload()
 
+    def update_start(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {}  # the update is B @ A alone: the base weights never change
+
+    def blend(self, model: nn.Module, start: dict[str, torch.Tensor], keep: float) -> None:
+        # scaling B scales the update B @ A exactly (A interpolated too would scale it by keep**2 and more)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.mul_(keep)
+
     @classmethod
     def from_folder(cls, folder: Path) -> Lora:
         """The adapter described by a peft ``adapter_config.json``."""
@@ -162,6 +187,12 @@ class Prompts(Adapter):
     def save(self, model: nn.Module, folder: Path) -> dict:
         torch.save(prompt_state(model), folder / PROMPTS_FILE)
         return {"prompts": model.prompts.config()}
+
+    def update_start(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        raise InputError(NO_PROMPT_BLEND)
+
+    def blend(self, model: nn.Module, start: dict[str, torch.Tensor], keep: float) -> None:
+        raise InputError(NO_PROMPT_BLEND)
 
     def load(self, backbone: nn.Module, folder: Path) -> nn.Module:
         family_for(backbone).check_prompts()

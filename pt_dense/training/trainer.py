@@ -56,6 +56,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (e.g. to test resuming); the schedule still spans all epochs
     steps: int | None = None  # train exactly this many steps (epochs repeat as needed); the schedule spans them
     valid_pool: int = 2000
+    interpolate: float = 1.0  # < 1: keep this fraction of the update at the end (WiSE-FT; Adapter.blend)
     progress: bool = True
 
     def make_loss(self) -> torch.nn.Module:
@@ -83,6 +84,8 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     cfg = TrainConfig(**settings)
     cfg.lr = cfg.lr if cfg.lr is not None else encoder.adapter.default_lr
     loss_fn = cfg.make_loss()
+    if not 0 < cfg.interpolate <= 1:
+        raise InputError(f"interpolate must be in (0, 1] (the fraction of the update kept), not {cfg.interpolate}")
     if cfg.resume and not cfg.checkpoint_dir:
         raise InputError("resume=True needs checkpoint_dir=")
     world, rank = _init_distributed()
@@ -113,6 +116,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     params = [p for p in encoder.model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the encoder has no trainable parameters")
+    start = encoder.adapter.update_start(encoder.model) if cfg.interpolate < 1 else None
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -179,6 +183,8 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
             if cfg.checkpoint_dir:
                 checkpoints.save(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
             encoder.model.train()
+        if start is not None:
+            encoder.adapter.blend(encoder.model, start, cfg.interpolate)
     finally:
         bar.close()
         encoder.query_max_length, encoder.doc_max_length, encoder.precision = inference
