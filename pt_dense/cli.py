@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--epochs", type=_positive_int, help="default 3")
     tr.add_argument("--batch-size", type=_positive_int, help="default 32")
     tr.add_argument("--lr", type=_positive_float,
-                    help="default: 2e-4 with LoRA, 7e-3 with prompts, 2e-5 for full fine-tuning")
+                    help="default: the recipe's, else 2e-4 with LoRA, 7e-3 with prompts, 2e-5 for full fine-tuning")
+    tr.add_argument("--interpolate", type=_kept,
+                    help="keep this fraction of the update at the end (WiSE-FT: halfway to the starting weights at "
+                         "0.5; LoRA and full); default 1")
     tr.add_argument("--seed", type=int, default=42)
     tr.add_argument("--doc-max-length", type=int)
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT.checkpoints (refused "
@@ -221,7 +224,8 @@ def _train(args) -> int:
     from pt_dense.training.run import train_collection
 
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "loss": args.loss,
-             "doc_max_length": args.doc_max_length, "n_negatives": args.n_negatives}
+             "doc_max_length": args.doc_max_length, "n_negatives": args.n_negatives,
+             "interpolate": args.interpolate}
     settings = {"seed": args.seed, "resume": args.resume, "overwrite": args.overwrite,
                 **{name: value for name, value in given.items() if value is not None}}
     if (args.negatives or "").startswith("cache:"):
@@ -371,6 +375,7 @@ _positive_int = _number(int, lambda v: v >= 1, "a whole number of at least 1")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
 _fraction = _number(float, lambda v: 0 < v <= 1, "a share of the corpus in (0, 1]")
 _weight = _number(float, lambda v: 0 <= v <= 1, "a weight in [0, 1]")
+_kept = _number(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 
 
 def _ints(text: str) -> list[int]:

@@ -200,10 +200,11 @@ def test_a_recipe_sets_adapter_negatives_and_settings_and_explicit_flags_win(tin
                            settings={"epochs": 2, "batch_size": 4, "lr": 1e-3}, lora={"r": 2, "targets": "all-linear"}))
     try:
         assert main(["train", "--data", str(data), "--model", str(tmp / "model"), "--recipe", "tiny-test",
-                     "--out", str(tmp / "run"), "--epochs", "1"]) == 0
+                     "--out", str(tmp / "run"), "--epochs", "1", "--interpolate", "0.5"]) == 0
         record = json.loads((tmp / "run" / "training.json").read_text())
         assert record["recipe"] == "tiny-test" and record["negatives"] == "in-batch"
         assert record["settings"]["epochs"] == 1 and record["settings"]["lr"] == 1e-3  # the flag wins, the rest holds
+        assert record["settings"]["interpolate"] == 0.5
         assert len(record["history"]["loss"]) == 2  # 8 queries in batches of 4, one epoch
         trained = BiEncoder.from_pretrained(tmp / "run")
         assert trained.adapter.config() == {"name": "lora", "r": 2, "alpha": 32, "dropout": 0.1,

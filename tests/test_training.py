@@ -380,7 +380,7 @@ def test_interpolate_keeps_that_fraction_of_the_update_for_full_and_lora_and_ref
         assert moved, adapter
         for k in moved:
             torch.testing.assert_close(half[k], start[k] + 0.5 * (whole[k] - start[k]), atol=2e-6, rtol=1e-5)
-    with pytest.raises(InputError, match="interpolate=1.0"):
+    with pytest.raises(InputError, match=r"interpolate=1\.0"):
         tiny_encoder.with_prompts(length=2).fit(TOPICS, QRELS, corpus=DOCS, epochs=1, batch_size=4,
                                                  progress=False, interpolate=0.5)
     for bad in (0.0, 1.5):
