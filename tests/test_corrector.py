@@ -151,6 +151,8 @@ def test_cached_negatives_follow_the_encoder_and_count_what_they_re_encode(tmp_p
         assert len(set(drawn)) == 2 and "d0" not in drawn
         assert drawn == source.sample("q0", {"d0"}, 2, seed=0, epoch=2)
         counts[policy] = source.reencoded
+        drift = [r["cosine_before"] for r in source.refreshes]  # stale -> fresh, on the sample or the whole cache
+        assert len(drift) == {"stale": 0}.get(policy, 2) and all(0 < c < 0.9999 for c in drift), (policy, drift)
     assert counts == {"stale": 0, "corrected": 2 * 12, "reencode": 2 * 120}  # epochs 1 and 2 refresh
     every = CachedNegatives(index, DOCS, "corrected", sample=0.1, depth=10, every=1,
                             corrector_settings={"width": 16, "epochs": 1})

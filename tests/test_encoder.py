@@ -192,3 +192,15 @@ def test_the_command_line_precision_reaches_every_encoder_and_is_recorded(tmp_pa
     assert os.environ["PT_DENSE_PRECISION"] == before  # restored for the rest of the process
     assert main([*args[:-1], str(tmp_path / "j")]) == 0
     assert DenseIndex(tmp_path / "j").meta["encoder"]["precision"] == before
+
+
+def test_a_setting_changed_in_place_reaches_the_onnx_path_and_the_fingerprint():
+    model, tokenizer = tiny_bert(seed=6)
+    encoder = BiEncoder(model, tokenizer, precision="onnx", doc_max_length=32)
+    long_text = [" ".join(WORDS[:30])]
+    full, fingerprint, first = encoder.encode(long_text, "doc"), encoder.fingerprint, encoder.runtime()
+    encoder.doc_max_length = 8  # the exported graph was made at 32: it must not keep being used silently
+    short = encoder.encode(long_text, "doc")
+    assert encoder.fingerprint != fingerprint and encoder.runtime() is not first
+    assert not np.allclose(full, short, atol=1e-3)
+    np.testing.assert_allclose(short, encoder.exact().encode(long_text, "doc"), atol=1e-5)

@@ -101,7 +101,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         self._runtime = None  # the OnnxEncoder of an ONNX precision, made on first use
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.adapter = adapter or Adapter()
-        self._fingerprint: str | None = None
+        self._fingerprint: tuple[str, str] | None = None  # (the settings it was computed under, the hash)
         self._base_source: str | None = None
 
     # ------------------------------------------------------------------ construction
@@ -250,10 +250,10 @@ class TorchEncoder(StageFactory, pt.Transformer):
     @property
     def fingerprint(self) -> str:
         """A stable hash of the weights and the settings; an index records it and refuses other encoders."""
-        if self._fingerprint is None:
-            settings = json.dumps(self.settings(), sort_keys=True).encode()
-            self._fingerprint = state_hash(self.model.state_dict(), prefix=settings)
-        return self._fingerprint
+        settings = json.dumps(self.settings(), sort_keys=True)
+        if self._fingerprint is None or self._fingerprint[0] != settings:  # a setting changed in place: hash again
+            self._fingerprint = settings, state_hash(self.model.state_dict(), prefix=settings.encode())
+        return self._fingerprint[1]
 
     def weights_changed(self) -> None:
         """Forget the cached fingerprint and ONNX runtime; call after changing the weights (training does)."""
@@ -279,10 +279,10 @@ class TorchEncoder(StageFactory, pt.Transformer):
         and settings), or None for the PyTorch precisions."""
         if self.precision not in ONNX_QUANTIZE:
             return None
-        if self._runtime is None:
+        if self._runtime is None or self._runtime[0] != self.fingerprint:  # the settings it was exported with
             folder = cached_export(self.exact(), ONNX_QUANTIZE[self.precision])
-            self._runtime = OnnxEncoder(folder, batch_size=self.batch_size)
-        return self._runtime
+            self._runtime = self.fingerprint, OnnxEncoder(folder, batch_size=self.batch_size)
+        return self._runtime[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"

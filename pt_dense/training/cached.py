@@ -82,9 +82,11 @@ class CachedNegatives(NegativeSource):
         if not refresh or self.policy == "stale":
             return base
         if self.policy == "reencode":
+            fresh = encoder.encode([self.texts[d] for d in self.index.docnos], "doc", progress=self.progress)
             self.reencoded += len(base)
-            self.refreshes.append({"period": self._period, "reencoded": len(base)})
-            return encoder.encode([self.texts[d] for d in self.index.docnos], "doc", progress=self.progress)
+            self.refreshes.append({"period": self._period, "reencoded": len(base),
+                                   "cosine_before": float(np.mean(np.sum(base * fresh, axis=1)))})
+            return fresh
         corrector = Corrector.fit(self.index, encoder, self.texts, self.sample_size,
                                   seed=self._period, progress=self.progress, **self.corrector_settings)
         self.reencoded += corrector.report.reencoded
