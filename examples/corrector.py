@@ -3,10 +3,14 @@
 Part A (refresh). The cache is the frozen MiniLM's index of the collection; the current encoder is MiniLM after LoRA
 training on its train split (``--encoder``, or trained here). Queries are encoded by the current encoder; the
 documents come from (a) the stale index, (b) the index refreshed by a corrector fitted on 1%, 5%, 10% re-encoded
-samples (the regression loss, and the contrastive loss at 10%), (c) a full re-encode. Each sample size is fitted on
+samples (the regression loss, with and without the documents' token-embedding means as input, and the contrastive
+loss at 10%), (c) a full re-encode. Each sample size is fitted on
 ``--seeds`` random samples (mean, sd, min and max: with a small stale -> fresh gap the choice of sample moves
 nDCG@10 as much as the corrector does). Reported: nDCG@10, R@100 on the test split, mean cosine to the fresh
 vectors, documents re-encoded, wall time, and the share of the stale -> fresh nDCG@10 gap recovered.
+
+Part C (approaches, ``--parts C``): other ways to spend a 10% budget, measured beside the library's correctors
+(see :func:`approaches`).
 
 Part B (training). LoRA (or, ``--adapter none``, full fine-tuning) on SciFact train (3 epochs) with hard negatives
 sampled from a cache of the corpus that is (a) stale, (b) corrected each epoch from a sample (``corrected:0.05``: 5%
@@ -31,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLES = ((0.01, "regression"), (0.05, "regression"), (0.10, "regression"), (0.10, "contrastive"))
+SAMPLES = ((0.01, "regression", None), (0.05, "regression", None), (0.10, "regression", None),
+           (0.10, "contrastive", None), (0.01, "regression", "token-mean"), (0.05, "regression", "token-mean"),
+           (0.10, "regression", "token-mean"))
 POLICIES = "stale,corrected:0.05,reencode"
 
 
@@ -43,7 +49,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--doc-max-length", type=int, default=128, help="document tokens kept in training")
     parser.add_argument("--seeds", type=int, default=3, help="part A: random samples per sample size")
-    parser.add_argument("--parts", default="A,B")
+    parser.add_argument("--parts", default="A,B", help="A (refresh), B (training), C (other refresh approaches)")
     parser.add_argument("--adapter", choices=["lora", "none"], default="lora",
                         help="part B: train a LoRA adapter, or every weight (none: the encoder drifts further)")
     parser.add_argument("--lr", type=float, help="part B: learning rate (default: the adapter's)")
@@ -69,7 +75,7 @@ def main() -> None:
     train = {"epochs": args.epochs, "batch_size": 32, "doc_max_length": args.doc_max_length, "seed": 42}
     payload: dict = {}
 
-    if "A" in args.parts:
+    if "A" in args.parts or "C" in args.parts:
         if args.encoder:
             current = BiEncoder.from_pretrained(args.encoder)
         else:
@@ -91,19 +97,22 @@ def main() -> None:
                     "nDCG@10 min": scores["nDCG@10"], "nDCG@10 max": scores["nDCG@10"],
                     "cos to fresh": float((vectors * fresh).sum(1).mean()), "wall s": seconds}
 
+    if "A" in args.parts:
         rows = [row("stale (frozen MiniLM vectors)", stale, 0, 0.0)]
-        for fraction, loss in SAMPLES:  # each sample size over --seeds random samples: the spread is the noise
+        for fraction, loss, features in SAMPLES:  # each over --seeds random samples: the spread is the noise
             runs = []
+            kind = loss + (f", {features}" if features else "")
             for seed in range(args.seeds):
                 started = time.perf_counter()
-                corrector = Corrector.fit(stale_index, current, texts, fraction, loss=loss, seed=seed, progress=False)
-                target = args.out / f"refreshed-{int(fraction * 100)}pct-{loss}"
+                corrector = Corrector.fit(stale_index, current, texts, fraction, loss=loss, seed=seed,
+                                          features=features, progress=False)
+                target = args.out / f"refreshed-{int(fraction * 100)}pct-{kind.replace(', ', '-')}"
                 refreshed = stale_index.refresh(corrector, target, overwrite=True)
                 runs.append(row("", np.asarray(refreshed.vectors), corrector.report.reencoded,
                                 time.perf_counter() - started))
             ndcg = [r["nDCG@10"] for r in runs]
             rows.append({k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k != "index"}
-                        | {"index": f"corrected, {fraction:.0%} sample ({loss})",
+                        | {"index": f"corrected, {fraction:.0%} sample ({kind})",
                            "re-encoded docs": runs[0]["re-encoded docs"], "nDCG@10 sd": float(np.std(ndcg)),
                            "nDCG@10 min": min(ndcg), "nDCG@10 max": max(ndcg)})
             print(f"  {rows[-1]}", flush=True)
@@ -119,6 +128,11 @@ def main() -> None:
         payload["refresh_speedup_10pct"] = full_seconds / min(r["wall s"] for r in rows[1:-1] if "10%" in r["index"])
         (args.out / "refresh.md").write_text(markdown_table(rows) + "\n")
         plot_refresh(rows, args.out / "refresh.png", f"{data.name} test: corrected index vs share re-encoded")
+
+    if "C" in args.parts:  # approaches measured and not kept in the library, beside the library's best
+        payload["approaches"] = approaches(stale_index, current, texts, stale, fresh, row, args)
+        print(markdown_table(payload["approaches"]))
+        (args.out / "approaches.md").write_text(markdown_table(payload["approaches"]) + "\n")
 
     if "B" in args.parts:
         settings = train | {"n_negatives": args.n_negatives} | ({"lr": args.lr} if args.lr else {})
@@ -159,6 +173,72 @@ def main() -> None:
                              refresh=payload.get("refresh"), training=payload.get("training")))
 
 
+def approaches(stale_index, current, texts: dict, stale: np.ndarray, fresh: np.ndarray, row, args) -> list[dict]:
+    """Part C: other ways to spend a 10% re-encoding budget, each over --seeds samples (nDCG@10 mean and sd):
+    a nearest-neighbour spread of the sample's residuals, the token-mean corrector followed by that spread, a sample
+    chosen by k-means over the stale vectors instead of at random, and the new encoder's short forward pass (first 32
+    tokens of every document, its cost measured) as the corrector's input with a 5% sample."""
+    import faiss
+
+    from pt_dense.corrector import Corrector, sample_rows
+
+    docnos, count = stale_index.docnos, len(stale)
+
+    def spread(rows: np.ndarray, base: np.ndarray, k: int = 10, temperature: float = 0.05) -> np.ndarray:
+        """base + the softmax-weighted residuals (fresh - base) of the k nearest re-encoded documents."""
+        residuals, scores = fresh[rows] - base[rows], stale @ stale[rows].T
+        nearest = np.argpartition(-scores, k, axis=1)[:, :k]
+        weights = np.exp((np.take_along_axis(scores, nearest, 1) - 1) / temperature)
+        moved = base + (weights[..., None] * residuals[nearest]).sum(1) / weights.sum(1, keepdims=True)
+        return moved / np.linalg.norm(moved, axis=1, keepdims=True)
+
+    def finished(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        vectors = vectors.copy()
+        vectors[rows] = fresh[rows]  # the re-encoded documents keep their exact vectors
+        return vectors
+
+    current.doc_max_length, full_length = 32, current.doc_max_length
+    started = time.perf_counter()
+    short = current.encode([texts[d] for d in docnos], "doc", progress=False)
+    short_seconds = time.perf_counter() - started
+    current.doc_max_length = full_length
+    started = time.perf_counter()
+    current.encode([texts[d] for d in docnos[: count // 10]], "doc", progress=False)
+    tenth_seconds = time.perf_counter() - started
+
+    cells: dict[str, list[float]] = {}
+    for seed in range(args.seeds):
+        rows = sample_rows(count, 0.10, seed)
+        plain = Corrector.fit(stale_index, current, texts, 0.10, seed=seed, progress=False)
+        reading = Corrector.fit(stale_index, current, texts, 0.10, seed=seed, features="token-mean", progress=False)
+        by_reading = reading.correct(stale, docnos)
+        kmeans = faiss.Kmeans(stale.shape[1], len(rows), niter=20, seed=seed, spherical=True)
+        kmeans.train(stale)
+        flat = faiss.IndexFlatIP(stale.shape[1])
+        flat.add(stale)
+        chosen = np.unique(flat.search(kmeans.centroids, 1)[1][:, 0])
+        by_chosen = Corrector(stale.shape[1])
+        by_chosen.train_on(stale[chosen], fresh[chosen], seed=seed)
+        half = sample_rows(count, 0.05, seed)
+        by_short = Corrector(stale.shape[1], feature_dim=short.shape[1])
+        by_short.train_on(stale[half], fresh[half], short[half], seed=seed)
+        results = {
+            "corrector (library default)": finished(plain.apply(stale), rows),
+            "corrector, token-mean (library)": finished(by_reading, rows),
+            "nearest-neighbour residuals": finished(spread(rows, stale), rows),
+            "corrector, token-mean, then neighbour residuals": finished(spread(rows, by_reading), rows),
+            "corrector on a k-means-chosen sample": finished(by_chosen.apply(stale), chosen),
+            "corrector + 32-token pass of every doc, 5% sample": finished(by_short.apply(stale, short), half),
+        }
+        for name, vectors in results.items():
+            cells.setdefault(name, []).append(row(name, vectors, 0, 0.0)["nDCG@10"])
+    base, top = row("", stale, 0, 0.0)["nDCG@10"], row("", fresh, 0, 0.0)["nDCG@10"]
+    print(f"32-token pass of every document: {short_seconds:.1f} s; a tenth of the corpus at full length: "
+          f"{tenth_seconds:.1f} s")
+    return [{"approach": name, "nDCG@10": float(np.mean(v)), "nDCG@10 sd": float(np.std(v)),
+             "gap recovered": (float(np.mean(v)) - base) / (top - base)} for name, v in cells.items()]
+
+
 def plot_budget(rows: list[dict], path: Path, title: str) -> Path:
     """Final nDCG@10 of each cache policy against the documents it re-encoded for negatives (symlog x axis)."""
     import matplotlib.pyplot as plt
@@ -190,8 +270,8 @@ def plot_refresh(rows: list[dict], path: Path, title: str) -> Path:
     for ax, key in zip(axes, ("nDCG@10", "cos to fresh"), strict=True):
         for end, style, label in ((rows[0], ":", "stale"), (rows[-1], "--", "fully re-encoded")):
             ax.axhline(end[key], linestyle=style, color="grey", label=label)
-        for loss, marker in (("regression", "o-"), ("contrastive", "s")):
-            points = [r for r in rows if f"({loss})" in r["index"]]
+        for kind, marker in (("regression", "o-"), ("contrastive", "s"), ("regression, token-mean", "^-")):
+            points = [r for r in rows if f"({kind})" in r["index"]]
             if not points:
                 continue
             share = [100 * r["re-encoded docs"] / total for r in points]
@@ -200,7 +280,7 @@ def plot_refresh(rows: list[dict], path: Path, title: str) -> Path:
             if key == "nDCG@10":
                 spread = [[v - r["nDCG@10 min"] for v, r in zip(value, points, strict=True)],
                           [r["nDCG@10 max"] - v for v, r in zip(value, points, strict=True)]]
-            ax.errorbar(share, value, yerr=spread, fmt=marker, capsize=3, label=f"corrected ({loss})")
+            ax.errorbar(share, value, yerr=spread, fmt=marker, capsize=3, label=f"corrected ({kind})")
         ax.set_xlabel("% of the corpus re-encoded")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)

@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "the one the index recorded")
     rf.add_argument("--sample", type=_fraction, default=0.05, help="share of the corpus to re-encode")
     rf.add_argument("--loss", choices=["regression", "contrastive"], default="regression")
+    rf.add_argument("--features", choices=["token-mean"],
+                    help="document-specific corrector input: token-mean (the new encoder's token embeddings "
+                         "averaged over each document; costs a tokenisation of the corpus, no forward pass)")
     rf.add_argument("--out", help="write the refreshed index here (default: in place)")
     rf.add_argument("--overwrite", action="store_true")
 
@@ -265,7 +268,7 @@ def _refresh(args) -> int:
     from pt_dense.corrector import refresh
 
     refreshed, corrector = refresh(args.index, args.encoder, args.data, args.sample, loss=args.loss, out=args.out,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, features=args.features)
     report = corrector.report
     print(f"{refreshed.path}: {len(refreshed)} vectors now stand for encoder {refreshed.fingerprint[:12]}; "
           f"{report.reencoded} re-encoded ({report.encode_seconds:.1f} s), corrector fitted in "

@@ -10,6 +10,10 @@ whole index (the sample keeps its exact fresh vectors) and records that it now s
 
 Two losses: ``"regression"`` (1 - cosine to the fresh vector) and ``"contrastive"`` (each corrected vector must pick
 its own fresh vector among the batch's, at temperature 0.05: the retrieval task's own view of the error).
+
+The stale vector alone cannot tell how one document's vector moved apart from its neighbours'. ``features=
+"token-mean"`` also gives h the mean of the current encoder's input token embeddings over the document's tokens: a
+document-specific input that costs a tokenisation and no forward pass (the texts are needed again at refresh time).
 """
 
 from __future__ import annotations
@@ -48,15 +52,45 @@ class CorrectorReport:
     history: list[float] = field(default_factory=list)
 
 
-class Corrector(nn.Module):
-    """h(x) = normalise(x + MLP(x)); the MLP's last layer starts at zero, so h starts as the identity."""
+class TokenMeans:
+    """The ``"token-mean"`` corrector feature: the mean of ``encoder``'s input token embeddings over each document's
+    tokens (truncated as the encoder truncates documents)."""
 
-    def __init__(self, dim: int, width: int = 1024, depth: int = 2, normalize: bool = True):
+    name = "token-mean"
+
+    def __init__(self, encoder: TorchEncoder):
+        self.encoder = encoder
+        self.table = encoder.backbone().get_input_embeddings().weight.detach().float().cpu()
+        self.dim = int(self.table.shape[1])
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str], batch_size: int = 4096) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            ids = self.encoder.tokenize(texts[start : start + batch_size], "doc")
+            offsets = torch.tensor([0, *np.cumsum([len(row) for row in ids[:-1]])], dtype=torch.long)
+            flat = torch.tensor([token for row in ids for token in row], dtype=torch.long)
+            means = nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
+            out[start : start + len(ids)] = means.numpy()
+        return out
+
+
+FEATURES = {TokenMeans.name: TokenMeans}  # document-specific corrector inputs by name
+
+
+class Corrector(nn.Module):
+    """h(x) = normalise(x + MLP(x)), or with ``features``, normalise(x + MLP([x, f(document)])); the MLP's last layer
+    starts at zero, so h starts as the identity."""
+
+    def __init__(self, dim: int, width: int = 1024, depth: int = 2, normalize: bool = True,
+                 features: str | None = None, feature_dim: int = 0):
         super().__init__()
         if depth < 1 or width < 1:
             raise InputError("a corrector needs depth >= 1 and width >= 1")
+        if features is not None and features not in FEATURES:
+            raise InputError(f"features must be one of {sorted(FEATURES)} or None, not {features!r}")
         layers: list[nn.Module] = []
-        size = dim
+        size = dim + feature_dim
         for _ in range(depth - 1):
             layers += [nn.Linear(size, width), nn.GELU()]
             size = width
@@ -65,24 +99,51 @@ class Corrector(nn.Module):
         nn.init.zeros_(layers[-1].bias)
         self.mlp = nn.Sequential(*layers)
         self.dim, self.width, self.depth, self.normalize = dim, width, depth, normalize
+        self.features, self.feature_dim = features, feature_dim
+        # features enter centred on the re-encoded sample's mean, then normalised (uncentred, the shared direction
+        # of all token means swamps what tells documents apart: measured, the corrector was worse with them than without)
+        self.register_buffer("feature_center", torch.zeros(feature_dim))
+        self.document_features = None  # docnos -> feature rows; set by fit or bind (features are not saved)
         self.target: dict = {}  # descriptor of the encoder whose vectors h estimates
         self.source: str | None = None  # fingerprint of the encoder that made the stale vectors
         self.fresh_rows: dict[str, np.ndarray] = {}  # the re-encoded sample: docno -> its exact fresh vector
         self.report: CorrectorReport | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x + self.mlp(x)
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        if extra is not None:
+            extra = nn.functional.normalize(extra - self.feature_center, dim=-1)
+        y = x + self.mlp(x if extra is None else torch.cat([x, extra], dim=1))
         return nn.functional.normalize(y, dim=-1) if self.normalize else y
 
     @torch.inference_mode()
-    def apply(self, vectors: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """h of a (count x dim) float32 matrix, in batches."""
+    def apply(self, vectors: np.ndarray, extra: np.ndarray | None = None, batch_size: int = 65536) -> np.ndarray:
+        """h of a (count x dim) float32 matrix (with its documents' feature rows, if h reads features), in batches."""
+        if (extra is None) != (self.feature_dim == 0):
+            raise InputError(f"this corrector reads {self.features or 'no'} features of the documents: "
+                             f"{'give' if self.feature_dim else 'do not give'} extra=")
         self.eval()
         out = np.empty((len(vectors), self.dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
             chunk = torch.from_numpy(np.array(vectors[start : start + batch_size], dtype=np.float32))
-            out[start : start + len(chunk)] = self(chunk).numpy()
+            rows = None if extra is None else torch.from_numpy(np.asarray(extra[start : start + len(chunk)]))
+            out[start : start + len(chunk)] = self(chunk, rows).numpy()
         return out
+
+    def correct(self, vectors: np.ndarray, docnos) -> np.ndarray:
+        """h of the vectors of documents ``docnos``: their features computed first when h reads features."""
+        if not self.features:
+            return self.apply(vectors)
+        if self.document_features is None:
+            raise InputError(f"this corrector reads {self.features!r} features of the documents: call "
+                             "corrector.bind(encoder, corpus) with the encoder it stands for and the collection")
+        return self.apply(vectors, self.document_features(list(docnos)))
+
+    def bind(self, encoder: TorchEncoder, corpus) -> Corrector:
+        """Compute features from ``encoder`` and ``corpus``'s texts (a loaded corrector has none until bound)."""
+        if self.features:
+            texts, featurize = datasets.doc_texts(corpus), FEATURES[self.features](encoder)
+            self.document_features = lambda docnos: featurize([texts[d] for d in docnos])
+        return self
 
     def fresh_positions(self, lookup) -> tuple[np.ndarray, np.ndarray]:
         """(rows in an index, vectors) of the re-encoded sample's documents that ``lookup`` (docno -> row) holds."""
@@ -96,12 +157,13 @@ class Corrector(nn.Module):
     @classmethod
     def fit(cls, index, encoder, corpus=None, sample: float | int = 0.05, *, loss: str = "regression",
             width: int = 1024, depth: int = 2, epochs: int = 50, lr: float = 1e-3, batch_size: int = 256,
-            seed: int = 0, progress: bool = True) -> Corrector:
+            seed: int = 0, features: str | None = None, progress: bool = True) -> Corrector:
         """Re-encode ``sample`` of ``index`` (a fraction, or a count) with ``encoder`` and fit stale -> fresh.
 
         ``corpus`` gives the texts (a dataset with ``corpus_iter``, a list of ``{"docno", "text"}`` or a mapping);
         the index only holds vectors, so by default the collection it recorded at indexing time is opened. A tenth
-        of the sample is held out to report the cosine before and after.
+        of the sample is held out to report the cosine before and after. ``features="token-mean"`` adds the
+        documents' token-embedding means as input (the corrector stays bound to ``encoder`` and the texts).
         """
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, not {loss!r}")
@@ -115,9 +177,12 @@ class Corrector(nn.Module):
         started = time.perf_counter()
         fresh = encoder.encode([texts[d] for d in docnos], "doc", progress=progress)
         encode_seconds = time.perf_counter() - started
-        corrector = cls(index.dim, width=width, depth=depth)
-        report = corrector.train_on(np.asarray(index.base_vectors[rows]), fresh, loss=loss, epochs=epochs, lr=lr,
-                                    batch_size=batch_size, seed=seed)
+        feature_dim = FEATURES[features](encoder).dim if features in FEATURES else 0
+        corrector = cls(index.dim, width=width, depth=depth, features=features, feature_dim=feature_dim)
+        corrector.bind(encoder, texts)
+        extra = corrector.document_features(list(docnos)) if features else None
+        report = corrector.train_on(np.asarray(index.base_vectors[rows]), fresh, extra, loss=loss, epochs=epochs,
+                                    lr=lr, batch_size=batch_size, seed=seed)
         report.encode_seconds = encode_seconds
         corrector.report = report
         corrector.target = encoder.descriptor()
@@ -125,9 +190,11 @@ class Corrector(nn.Module):
         corrector.fresh_rows = dict(zip(docnos.tolist(), fresh, strict=True))
         return corrector
 
-    def train_on(self, stale: np.ndarray, fresh: np.ndarray, *, loss: str = "regression", epochs: int = 50,
-                 lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> CorrectorReport:
-        """Fit h on (stale, fresh) pairs; returns the report.
+    def train_on(self, stale: np.ndarray, fresh: np.ndarray, extra: np.ndarray | None = None, *,
+                 loss: str = "regression", epochs: int = 50, lr: float = 1e-3, batch_size: int = 256,
+                 seed: int = 0) -> CorrectorReport:
+        """Fit h on (stale, fresh) pairs (with the documents' ``extra`` feature rows if h reads features); returns
+        the report.
 
         A tenth of the pairs is held out: h keeps the weights of the epoch with the best held-out cosine to the fresh
         vectors, the identity (epoch 0) included, so a corrector never leaves the vectors further from the fresh ones
@@ -137,6 +204,10 @@ class Corrector(nn.Module):
             raise InputError(f"stale {stale.shape} and fresh {fresh.shape} vectors must both be (n x {self.dim})")
         if len(stale) < 2:
             raise InputError("a corrector needs at least 2 re-encoded documents to learn from")
+        if (extra is None) != (self.feature_dim == 0) or (extra is not None and extra.shape != (len(stale),
+                                                                                           self.feature_dim)):
+            raise InputError(f"this corrector reads {self.feature_dim} feature columns a document; extra is "
+                             f"{None if extra is None else extra.shape}")
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(stale), generator=generator)
@@ -144,24 +215,31 @@ class Corrector(nn.Module):
         train = order[len(held) :]
         check = held if len(held) else train
         x, y = torch.from_numpy(np.asarray(stale, np.float32)), torch.from_numpy(np.asarray(fresh, np.float32))
+        e = None if extra is None else torch.from_numpy(np.asarray(extra, np.float32))
+        if e is not None:
+            self.feature_center.copy_(e.mean(0))
+
+        def part(rows):  # the feature rows of ``rows``, or None
+            return None if e is None else e[rows]
+
         torch.manual_seed(seed)
         optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.01)
         history = []
         before = float(nn.functional.cosine_similarity(x[check], y[check]).mean())
-        best = (self._held_out_cosine(x[check], y[check]), 0, copy.deepcopy(self.state_dict()))
+        best = (self._held_out_cosine(x[check], y[check], part(check)), 0, copy.deepcopy(self.state_dict()))
         for epoch in range(1, epochs + 1):
             self.train()
             perm = train[torch.randperm(len(train), generator=generator)]
             total = 0.0
             for start in range(0, len(perm), batch_size):
                 batch = perm[start : start + batch_size]
-                value = _loss(self(x[batch]), y[batch], loss)
+                value = _loss(self(x[batch], part(batch)), y[batch], loss)
                 optimizer.zero_grad()
                 value.backward()
                 optimizer.step()
                 total += float(value.detach()) * len(batch)
             history.append(total / len(perm))
-            if (cosine := self._held_out_cosine(x[check], y[check])) > best[0]:
+            if (cosine := self._held_out_cosine(x[check], y[check], part(check))) > best[0]:
                 best = (cosine, epoch, copy.deepcopy(self.state_dict()))
         self.load_state_dict(best[2])
         return CorrectorReport(sample=len(stale), reencoded=len(stale), encode_seconds=0.0,
@@ -169,15 +247,16 @@ class Corrector(nn.Module):
                                cosine_after=best[0], best_epoch=best[1], history=history)
 
     @torch.inference_mode()
-    def _held_out_cosine(self, stale: torch.Tensor, fresh: torch.Tensor) -> float:
+    def _held_out_cosine(self, stale: torch.Tensor, fresh: torch.Tensor, extra: torch.Tensor | None) -> float:
         self.eval()
-        return float(nn.functional.cosine_similarity(self(stale), fresh).mean())
+        return float(nn.functional.cosine_similarity(self(stale, extra), fresh).mean())
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
         report = None if self.report is None else {k: v for k, v in self.report.__dict__.items() if k != "history"}
         return {"dim": self.dim, "width": self.width, "depth": self.depth, "normalize": self.normalize,
-                "target": self.target, "source": self.source, "report": report}
+                "features": self.features, "feature_dim": self.feature_dim, "target": self.target,
+                "source": self.source, "report": report}
 
     def save(self, folder: str | Path) -> Path:
         with atomic_dir(folder, overwrite=True) as tmp:
@@ -191,8 +270,11 @@ class Corrector(nn.Module):
         if not (folder / CONFIG_FILE).exists():
             raise InputError(f"no corrector at {folder} (expected {CONFIG_FILE})")
         config = json.loads((folder / CONFIG_FILE).read_text())
-        corrector = cls(config["dim"], width=config["width"], depth=config["depth"], normalize=config["normalize"])
-        corrector.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
+        corrector = cls(config["dim"], width=config["width"], depth=config["depth"], normalize=config["normalize"],
+                        features=config.get("features"), feature_dim=config.get("feature_dim", 0))
+        state = torch.load(folder / WEIGHTS_FILE, weights_only=True)
+        state.setdefault("feature_center", torch.zeros(corrector.feature_dim))  # saved before features existed
+        corrector.load_state_dict(state)
         corrector.target, corrector.source = config["target"], config["source"]
         return corrector
 

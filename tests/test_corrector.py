@@ -164,3 +164,48 @@ def test_cached_negatives_follow_the_encoder_and_count_what_they_re_encode(tmp_p
         CachedNegatives(index, DOCS, "sometimes")
     with pytest.raises(InputError, match="1 documents of the index are missing"):
         CachedNegatives(index, {d: t for d, t in DOCS.items() if d != "d119"})
+
+
+def test_document_features_let_a_corrector_learn_a_drift_the_stale_vector_cannot_predict():
+    gen = torch.Generator().manual_seed(4)
+    stale = torch.nn.functional.normalize(torch.randn(600, 16, generator=gen), dim=-1)
+    features = torch.randn(600, 8, generator=gen)  # what the documents say, apart from their stale vectors
+    fresh = torch.nn.functional.normalize(stale + 0.5 * features @ torch.randn(8, 16, generator=gen) / 8**0.5, dim=-1)
+    plain = Corrector(16, width=128).train_on(stale.numpy(), fresh.numpy(), epochs=100, lr=3e-3, batch_size=64)
+    reading = Corrector(16, width=128, features="token-mean", feature_dim=8)
+    report = reading.train_on(stale.numpy(), fresh.numpy(), features.numpy() + 3.0, epochs=100, lr=3e-3,
+                              batch_size=64)  # an offset shared by every document: centred away
+    assert report.cosine_after > plain.cosine_after + 0.02 and report.cosine_after > 0.97
+    torch.testing.assert_close(reading.feature_center, features.mean(0) + 3.0)
+    with pytest.raises(InputError, match="give extra="):
+        reading.apply(stale.numpy())
+    with pytest.raises(InputError, match="8 feature columns"):
+        reading.train_on(stale.numpy(), fresh.numpy(), features[:, :4].numpy())
+    with pytest.raises(InputError, match="features must be one of"):
+        Corrector(16, features="tf-idf", feature_dim=8)
+
+
+def test_a_token_mean_corrector_refreshes_an_index_and_must_be_bound_again_after_loading(tmp_path):
+    from pt_dense.corrector import TokenMeans
+
+    old = encoder(0)
+    new = drifted(old)
+    index = build_index(tmp_path / "idx", old)
+    corrector = Corrector.fit(index, new, DOCS, sample=0.5, width=64, epochs=50, lr=3e-3, progress=False,
+                              features="token-mean")
+    means = TokenMeans(new)(list(DOCS.values()))
+    table = new.model.get_input_embeddings().weight.detach()
+    first = new.tokenize([DOCS["d0"]], "doc")[0]
+    np.testing.assert_allclose(means[0], table[first].mean(0).numpy(), atol=1e-6)  # the tokens' embedding mean
+    expected = corrector.apply(np.array(index.vectors), means)
+    refreshed = index.refresh(corrector, tmp_path / "refreshed")
+    rows, fresh = corrector.fresh_positions(refreshed.docno_lookup)
+    expected[rows] = fresh
+    np.testing.assert_allclose(np.array(refreshed.vectors), expected, atol=1e-6)
+    loaded = Corrector.load(refreshed.folder / "corrector")
+    assert loaded.features == "token-mean" and loaded.feature_dim == means.shape[1]
+    with pytest.raises(InputError, match=r"call corrector.bind\(encoder, corpus\)"):
+        index.refresh(loaded, tmp_path / "again")
+    again = index.refresh(loaded.bind(new, DOCS), tmp_path / "again")
+    moved = np.setdiff1d(np.arange(len(DOCS)), rows)
+    np.testing.assert_allclose(np.array(again.vectors)[moved], expected[moved], atol=1e-6)

@@ -62,7 +62,7 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
         normalized = True
         with open(folder / vectors_name, "wb") as out:
             for start in range(0, len(index), CHUNK):
-                chunk = corrector.apply(as_float32(base[start : start + CHUNK]))
+                chunk = corrector.correct(as_float32(base[start : start + CHUNK]), index.docnos[start : start + CHUNK])
                 inside = (rows >= start) & (rows < start + len(chunk))
                 chunk[rows[inside] - start] = fresh[inside]
                 normalized = normalized and bool(np.all(np.abs(np.linalg.norm(chunk, axis=1) - 1) < 1e-3))

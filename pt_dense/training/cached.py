@@ -93,7 +93,7 @@ class CachedNegatives(NegativeSource):
         self.refreshes.append({"period": self._period, "reencoded": corrector.report.reencoded,
                                "cosine_before": corrector.report.cosine_before,
                                "cosine_after": corrector.report.cosine_after})
-        docs = corrector.apply(base)
+        docs = corrector.correct(base, self.index.docnos)
         rows, fresh = corrector.fresh_positions(self.index.docno_lookup)
         docs[rows] = fresh
         return docs
