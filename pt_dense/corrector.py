@@ -78,6 +78,13 @@ class TokenMeans:
 FEATURES = {TokenMeans.name: TokenMeans}  # document-specific corrector inputs by name
 
 
+def feature_kind(features: str | None) -> type[TokenMeans] | None:
+    """The feature class named ``features`` (None: no features); an unknown name is refused."""
+    if features is not None and features not in FEATURES:
+        raise InputError(f"features must be one of {sorted(FEATURES)} or None, not {features!r}")
+    return FEATURES.get(features) if features else None
+
+
 class Corrector(nn.Module):
     """h(x) = normalise(x + MLP(x)), or with ``features``, normalise(x + MLP([x, f(document)])); the MLP's last layer
     starts at zero, so h starts as the identity."""
@@ -87,8 +94,7 @@ class Corrector(nn.Module):
         super().__init__()
         if depth < 1 or width < 1:
             raise InputError("a corrector needs depth >= 1 and width >= 1")
-        if features is not None and features not in FEATURES:
-            raise InputError(f"features must be one of {sorted(FEATURES)} or None, not {features!r}")
+        feature_kind(features)
         layers: list[nn.Module] = []
         size = dim + feature_dim
         for _ in range(depth - 1):
@@ -100,8 +106,8 @@ class Corrector(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.dim, self.width, self.depth, self.normalize = dim, width, depth, normalize
         self.features, self.feature_dim = features, feature_dim
-        # features enter centred on the re-encoded sample's mean, then normalised (uncentred, the shared direction
-        # of all token means swamps what tells documents apart: measured, the corrector was worse with them than without)
+        # features enter centred on the re-encoded sample's mean, then normalised (uncentred, the direction all token
+        # means share swamps what tells documents apart: measured, the corrector was worse with them than without)
         self.register_buffer("feature_center", torch.zeros(feature_dim))
         self.document_features = None  # docnos -> feature rows; set by fit or bind (features are not saved)
         self.target: dict = {}  # descriptor of the encoder whose vectors h estimates
@@ -141,9 +147,11 @@ class Corrector(nn.Module):
     def bind(self, encoder: TorchEncoder, corpus) -> Corrector:
         """Compute features from ``encoder`` and ``corpus``'s texts (a loaded corrector has none until bound)."""
         if self.features:
-            texts, featurize = datasets.doc_texts(corpus), FEATURES[self.features](encoder)
-            self.document_features = lambda docnos: featurize([texts[d] for d in docnos])
+            self._bind(FEATURES[self.features](encoder), datasets.doc_texts(corpus))
         return self
+
+    def _bind(self, featurize: TokenMeans, texts: dict[str, str]) -> None:
+        self.document_features = lambda docnos: featurize([texts[d] for d in docnos])
 
     def fresh_positions(self, lookup) -> tuple[np.ndarray, np.ndarray]:
         """(rows in an index, vectors) of the re-encoded sample's documents that ``lookup`` (docno -> row) holds."""
@@ -167,6 +175,7 @@ class Corrector(nn.Module):
         """
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, not {loss!r}")
+        kind = feature_kind(features)
         rows = sample_rows(len(index), sample, seed)
         texts = datasets.doc_texts(corpus if corpus is not None else _recorded_corpus(index))
         docnos = index.docnos[rows]
@@ -177,10 +186,13 @@ class Corrector(nn.Module):
         started = time.perf_counter()
         fresh = encoder.encode([texts[d] for d in docnos], "doc", progress=progress)
         encode_seconds = time.perf_counter() - started
-        feature_dim = FEATURES[features](encoder).dim if features in FEATURES else 0
-        corrector = cls(index.dim, width=width, depth=depth, features=features, feature_dim=feature_dim)
-        corrector.bind(encoder, texts)
-        extra = corrector.document_features(list(docnos)) if features else None
+        featurize = kind(encoder) if kind else None
+        corrector = cls(index.dim, width=width, depth=depth, features=features,
+                        feature_dim=featurize.dim if featurize else 0)
+        extra = None
+        if featurize:
+            corrector._bind(featurize, texts)
+            extra = corrector.document_features(list(docnos))
         report = corrector.train_on(np.asarray(index.base_vectors[rows]), fresh, extra, loss=loss, epochs=epochs,
                                     lr=lr, batch_size=batch_size, seed=seed)
         report.encode_seconds = encode_seconds
