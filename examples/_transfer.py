@@ -29,6 +29,10 @@ def start(args) -> tuple[dict, dict]:
 
     args.out.mkdir(parents=True, exist_ok=True)
     collections = transfer_collections(args.data_root, "scifact", OOD, args.ood_docs)
+    scifact = collections["scifact"]
+    relevant = {split: set(scifact.qrels(split).query("label > 0")["docno"]) for split in ("train", "test")}
+    print(f"scifact: {len(relevant['test'] & relevant['train'])} of the {len(relevant['test'])} documents relevant "
+          "to a test query are also relevant to a train query (what training can learn about test)", flush=True)
     return collections, {"frozen MiniLM": frozen_cell(args.out, collections)}
 
 
