@@ -187,8 +187,10 @@ class Corrector(nn.Module):
         fresh = encoder.encode([texts[d] for d in docnos], "doc", progress=progress)
         encode_seconds = time.perf_counter() - started
         featurize = kind(encoder) if kind else None
-        corrector = cls(index.dim, width=width, depth=depth, features=features,
-                        feature_dim=featurize.dim if featurize else 0)
+        with torch.random.fork_rng():  # the initial weights follow the seed too: a fit is a function of its seed
+            torch.manual_seed(seed)
+            corrector = cls(index.dim, width=width, depth=depth, features=features,
+                            feature_dim=featurize.dim if featurize else 0)
         extra = None
         if featurize:
             corrector._bind(featurize, texts)

@@ -209,3 +209,23 @@ def test_a_token_mean_corrector_refreshes_an_index_and_must_be_bound_again_after
     again = index.refresh(loaded.bind(new, DOCS), tmp_path / "again")
     moved = np.setdiff1d(np.arange(len(DOCS)), rows)
     np.testing.assert_allclose(np.array(again.vectors)[moved], expected[moved], atol=1e-6)
+
+
+def test_a_corrected_cache_gives_its_sample_exact_vectors_unless_told_to_map_every_document(tmp_path):
+    from pt_dense.training.cached import CachedNegatives
+
+    old = encoder(0)
+    new = drifted(old, scale=0.2)
+    index = build_index(tmp_path / "idx", old)
+    rows = sample_rows(len(index), 0.1, seed=1)  # the sample a refresh of period 1 re-encodes
+    exact = new.encode([DOCS[d] for d in index.docnos[rows]], "doc")
+    caches = {}
+    for keep in (True, False):
+        source = CachedNegatives(index, DOCS, "corrected", sample=0.1, exact_sample=keep,
+                                 corrector_settings={"width": 16, "epochs": 3})
+        source._period = 1
+        caches[keep] = source._documents(new, refresh=True)
+    np.testing.assert_allclose(caches[True][rows], exact, atol=1e-5)
+    assert np.abs(caches[False][rows] - exact).max() > 1e-3  # mapped like every other document
+    others = np.setdiff1d(np.arange(len(index)), rows)
+    np.testing.assert_allclose(caches[False][others], caches[True][others], atol=1e-6)

@@ -6,7 +6,9 @@ cache is brought up to date by one of three policies:
 
 - ``"stale"``: never; the documents keep their initial vectors;
 - ``"corrected"``: a corrector is re-fitted on a fresh random ``sample`` of the corpus and applied to every cached
-  vector (the sample itself keeps its exact fresh vectors): ``sample`` of the corpus re-encoded per refresh;
+  vector (the sample itself keeps its exact fresh vectors, unless ``exact_sample=False``: exact vectors score higher
+  against the current queries than corrected ones, so negatives would come from the sample more often than from
+  the rest): ``sample`` of the corpus re-encoded per refresh;
 - ``"reencode"``: the whole corpus is re-encoded (the expensive reference).
 
 Negatives for a query are drawn without replacement from the softmax over its ``depth`` best-scored non-positive
@@ -35,7 +37,7 @@ class CachedNegatives(NegativeSource):
 
     def __init__(self, index, corpus, refresh: str = "corrected", *, sample: float = 0.05, n: int = 1,
                  depth: int = 100, temperature: float = 0.05, every: int | None = None,
-                 corrector_settings: dict | None = None, progress: bool = False):
+                 corrector_settings: dict | None = None, exact_sample: bool = True, progress: bool = False):
         if refresh not in POLICIES:
             raise InputError(f"refresh must be one of {POLICIES}, not {refresh!r}")
         if n < 1 or depth < n:
@@ -49,6 +51,7 @@ class CachedNegatives(NegativeSource):
                              f"{sorted(missing)[:3]}): give the corpus the index was built from")
         self.sample_size, self.n, self.depth, self.temperature, self.every = sample, n, depth, temperature, every
         self.corrector_settings = corrector_settings or {}
+        self.exact_sample = exact_sample
         self.progress = progress
         self.reencoded = 0
         self.refreshes: list[dict] = []
@@ -94,8 +97,9 @@ class CachedNegatives(NegativeSource):
                                "cosine_before": corrector.report.cosine_before,
                                "cosine_after": corrector.report.cosine_after})
         docs = corrector.correct(base, self.index.docnos)
-        rows, fresh = corrector.fresh_positions(self.index.docno_lookup)
-        docs[rows] = fresh
+        if self.exact_sample:
+            rows, fresh = corrector.fresh_positions(self.index.docno_lookup)
+            docs[rows] = fresh
         return docs
 
     def _rank(self, queries: np.ndarray, docs: np.ndarray) -> None:
