@@ -124,9 +124,7 @@ class Corrector(nn.Module):
     @torch.inference_mode()
     def apply(self, vectors: np.ndarray, extra: np.ndarray | None = None, batch_size: int = 65536) -> np.ndarray:
         """h of a (count x dim) float32 matrix (with its documents' feature rows, if h reads features), in batches."""
-        if (extra is None) != (self.feature_dim == 0):
-            raise InputError(f"this corrector reads {self.features or 'no'} features of the documents: "
-                             f"{'give' if self.feature_dim else 'do not give'} extra=")
+        self._check_extra(extra, len(vectors))
         self.eval()
         out = np.empty((len(vectors), self.dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
@@ -134,6 +132,14 @@ class Corrector(nn.Module):
             rows = None if extra is None else torch.from_numpy(np.asarray(extra[start : start + len(chunk)]))
             out[start : start + len(chunk)] = self(chunk, rows).numpy()
         return out
+
+    def _check_extra(self, extra: np.ndarray | None, count: int) -> None:
+        """Refuse feature rows that do not match what h reads (none, or ``count`` x ``feature_dim``)."""
+        shape = None if extra is None else tuple(np.shape(extra))
+        if shape != ((count, self.feature_dim) if self.feature_dim else None):
+            wanted = f"give extra= of shape ({count}, {self.feature_dim})" if self.feature_dim else "do not give extra="
+            raise InputError(f"this corrector reads {self.feature_dim} feature columns a document "
+                             f"({self.features or 'no features'}): {wanted}, not {shape}")
 
     def correct(self, vectors: np.ndarray, docnos) -> np.ndarray:
         """h of the vectors of documents ``docnos``: their features computed first when h reads features."""
@@ -218,10 +224,7 @@ class Corrector(nn.Module):
             raise InputError(f"stale {stale.shape} and fresh {fresh.shape} vectors must both be (n x {self.dim})")
         if len(stale) < 2:
             raise InputError("a corrector needs at least 2 re-encoded documents to learn from")
-        if (extra is None) != (self.feature_dim == 0) or (extra is not None and extra.shape != (len(stale),
-                                                                                           self.feature_dim)):
-            raise InputError(f"this corrector reads {self.feature_dim} feature columns a document; extra is "
-                             f"{None if extra is None else extra.shape}")
+        self._check_extra(extra, len(stale))
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(stale), generator=generator)

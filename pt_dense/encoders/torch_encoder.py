@@ -279,9 +279,10 @@ class TorchEncoder(StageFactory, pt.Transformer):
         and settings), or None for the PyTorch precisions."""
         if self.precision not in ONNX_QUANTIZE:
             return None
-        if self._runtime is None or self._runtime[0] != self.fingerprint:  # the settings it was exported with
+        fingerprint = self.fingerprint
+        if self._runtime is None or self._runtime[0] != fingerprint:  # the settings it was exported with
             folder = cached_export(self.exact(), ONNX_QUANTIZE[self.precision])
-            self._runtime = self.fingerprint, OnnxEncoder(folder, batch_size=self.batch_size)
+            self._runtime = fingerprint, OnnxEncoder(folder, batch_size=self.batch_size)
         return self._runtime[1]
 
     def __repr__(self) -> str:
