@@ -263,6 +263,9 @@ def test_command_line_bad_input_is_a_clear_error(tiny_collection, capsys):
           "0"], "must be a whole number of at least 1"),
         (["refresh", "--index", str(tmp / "i"), "--encoder", str(tmp / "model"), "--sample", "nan"],
          "must be a share of the corpus"),
+        (["train", "--data", str(data), "--out", str(tmp / "t"), "--interpolate", "0"], "must be a fraction in (0, 1]"),
+        (["refresh", "--index", str(tmp / "i"), "--encoder", str(tmp / "model"), "--features", "tf-idf"],
+         "invalid choice: 'tf-idf'"),
         (["eval", "--data", str(data), "--split", "dev", "--systems", "bm25"], "has no split 'dev'"),
     ]
     for argv, message in cases:
