@@ -8,8 +8,9 @@
    and on synthetic vectors (100,000 x 384) the stage against raw FAISS.
 4. Stage overhead (ms per one-query call) over the library call each stage wraps: retriever over ``faiss.knn``,
    scorer over its dot products, query encoder over ``encode``.
-5. With ``--java``: the deployed path, Lucene HNSW with queries encoded in Java by the bridge, p50 at k=100 and
-   k=1000, broken down into Java encoding, HNSW search and the Python side, with its nDCG@10 against FAISS + PyTorch.
+5. With ``--java``: the deployed path, Lucene HNSW with queries encoded in Java by the bridge (fp32 and int8
+   exports), p50 at k=100 and k=1000, broken down into Java encoding, HNSW search, docid lookup and the Python side,
+   with its nDCG@10 against FAISS + PyTorch.
 
 Threads: torch, FAISS and onnxruntime all use this machine's cores (``--threads``). Usage::
 
@@ -229,7 +230,8 @@ def _scorer_overhead(index, query_vecs) -> float:
 
 
 def java_rows(args, data, topics, qrels) -> tuple[list[dict], dict]:
-    """Lucene HNSW + Java encoding: p50 per query at k=100 and 1000, the parts, and nDCG@10 against FAISS."""
+    """Lucene HNSW + Java encoding with the fp32 and the int8 export: p50 per query at k=100 and 1000, where the
+    time goes, and nDCG@10 against FAISS + PyTorch."""
     import pyterrier as pt
     from ir_measures import nDCG
 
@@ -241,32 +243,34 @@ def java_rows(args, data, topics, qrels) -> tuple[list[dict], dict]:
     index = cached_index(data, fp32)
     rows, parts = [], {}
     with tempfile.TemporaryDirectory() as work:
-        onnx_dir = export.onnx(fp32, Path(work) / "onnx", overwrite=True)
+        exports = {"fp32": export.onnx(fp32, Path(work) / "onnx", overwrite=True),
+                   "int8": export.onnx(fp32, Path(work) / "onnx-int8", quantize="int8", overwrite=True)}
         lucene_dir = export.lucene(index, Path(work) / "lucene", kind="hnsw", M=16, ef_construction=100)
         singles = [topics.iloc[[i]] for i in range(min(args.queries, len(topics)))]
+        queries = list(topics["query"][: args.queries])
         faiss_system = fp32.query_encoder() >> index.retriever(k=1000)
         faiss_ndcg = float(pt.Experiment([faiss_system], topics, qrels, [nDCG @ 10])["nDCG@10"][0])
-        for k in (100, 1000):
-            stage = LuceneDense(lucene_dir, onnx_dir, k=k)
+        for (precision, onnx_dir), k in itertools.product(exports.items(), (100, 1000)):
+            stage = LuceneDense(lucene_dir, onnx_dir, k=k, encoder_threads=args.java_encoder_threads)
             p50, p95 = per_call_ms(stage, singles, warmup=20)
             ndcg = float(pt.Experiment([stage], topics, qrels, [nDCG @ 10])["nDCG@10"][0])
-            rows.append({"path": f"Lucene HNSW + Java encoding, k={k} (efSearch {stage.ef_search})", "p50 ms": p50,
-                         "p95 ms": p95, "nDCG@10": ndcg, "nDCG@10 - FAISS+PyTorch": ndcg - faiss_ndcg})
-            parts[f"k={k}"] = java_parts(stage, list(topics["query"][: args.queries]), k) | {"total p50 ms": p50}
+            name = f"Lucene HNSW + Java encoding ({precision}), k={k} (efSearch {stage.ef_search})"
+            rows.append({"path": name, "p50 ms": p50, "p95 ms": p95, "nDCG@10": ndcg,
+                         "nDCG@10 - FAISS+PyTorch": ndcg - faiss_ndcg})
+            parts[f"{precision}, k={k}"] = java_parts(stage, queries, k) | {"stage p50 ms": p50}
     return rows, parts
 
 
 def java_parts(stage, queries: list[str], k: int) -> dict:
-    """Median ms per query of the deployed path's parts: encoding in Java (tokeniser + ONNX Runtime), the HNSW
-    search of the encoded vector, and the rest (JNI, the result frame) as the total less the two."""
-    from pt_dense.io.jvm import autoclass
-
-    encoder, hits = autoclass("io.anserini.encoder.dense.PtDenseEncoder")(), autoclass("io.ptdense.Hits")
-    tokens = per_call_ms(lambda q: encoder.tokenIds(q), queries)[0]
-    encode = per_call_ms(lambda q: encoder.encode(q), queries)[0]
-    vectors = [encoder.encode(q) for q in queries]
-    search = per_call_ms(lambda v: hits.search(stage.searcher.searcher, v, k), vectors)[0]
-    return {"tokenise ms": tokens, "encode (tokenise + ONNX) ms": encode, "HNSW search ms": search}
+    """Medians per query of the deployed path's parts, as Java timed them inside each call (encoding: tokeniser +
+    ONNX Runtime; the HNSW search; the docid lookup), the Java call as Python sees it, and the rest of the stage
+    (JNI, splitting the hit strings, the result frame) as the stage's p50 less the call's."""
+    found = []
+    call = per_call_ms(lambda q: found.append(stage.searcher.search(q, k)), queries)[0]
+    found = found[-len(queries):]  # without the warm-up calls
+    return {"encode ms": statistics.median(h.encodeMillis for h in found),
+            "search ms": statistics.median(h.searchMillis for h in found),
+            "docid lookup ms": statistics.median(h.lookupMillis for h in found), "Java call p50 ms": call}
 
 
 def main() -> None:
@@ -278,6 +282,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: all cores)")
     parser.add_argument("--java", action="store_true", help="also time the Lucene + Java serving path")
+    parser.add_argument("--java-encoder-threads", type=int, default=None,
+                        help="ONNX Runtime threads of the Java encoder (default: one per core)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -312,7 +318,8 @@ def main() -> None:
     if java:
         print("\n5. Deployed path (one query per call):")
         print_table(java, digits=4)
-        print("parts (median ms per query):", parts)
+        print("where the time goes (median ms per query):")
+        print_table([{"path": name, **values} for name, values in parts.items()], digits=3)
     print(f"\nthreads {args.threads}, matmul peak {context['matmul_peak_gflops']}, peak RSS {peak_rss_mb():.0f} MiB")
     write_json(args.json, bench_payload(docs + latency + retrieval + java, vars(args) | context,
                                         java_parts=parts, peak_rss_mb=peak_rss_mb()))

@@ -296,10 +296,13 @@ def _add_scaling_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--model", default=defaults.model)
     run.add_argument("--layers", default=",".join(map(str, defaults.layers)), help="e.g. 1,2,3,4,6")
     run.add_argument("--annotations", default=",".join(map(str, defaults.annotations)), help="e.g. 500,1000,2000")
-    for name in ("train_split", "test_split", "steps", "batch_size", "lr", "temperature", "query_max_length",
-                 "doc_max_length", "negatives", "seed"):
+    for name in ("train_split", "test_split", "min_label", "steps", "patience", "valid_every", "dev_queries",
+                 "dev_pool", "batch_size", "lr", "temperature", "query_max_length", "doc_max_length", "negatives",
+                 "seed"):
         value = getattr(defaults, name)
         run.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    run.add_argument("--dev-split", help="early stopping's dev split (default: hold --dev-queries training queries "
+                                         "out); --patience 0 trains every cell exactly --steps steps")
 
     measure = steps.add_parser("measure", help="the contrastive entropy L of an encoder on a collection's split")
     measure.add_argument("--data", required=True)

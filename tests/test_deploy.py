@@ -127,6 +127,9 @@ def test_lucene_deployment_returns_the_faiss_results(tmp_path, tiny_encoder, tin
                                                                                                             3, 4]
         twice = stage(pd.concat([topics.iloc[[0]], topics.iloc[[0]]]))  # a repeated qid keeps both rows' hits
         assert len(twice) == 10 and list(twice["docno"][:5]) == list(twice["docno"][5:])
+    hits = LuceneDense(lucene_dir, onnx, k=3, threads=2).searcher.search("cat sat on mat", 3)
+    assert hits.docids.splitlines() == list(expected["docno"][:3]) and hits.count == 3
+    assert min(hits.encodeMillis, hits.searchMillis, hits.lookupMillis) > 0  # where the time went, timed in Java
 
 
 @pytest.mark.integration

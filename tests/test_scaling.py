@@ -12,7 +12,7 @@ import pytest
 from conftest import WORDS, tiny_bert, write_beir
 from ir_measures import nDCG
 
-from pt_dense import BiEncoder, InputError
+from pt_dense import BiEncoder, InputError, datasets
 from pt_dense.scaling import (
     CLL,
     GridConfig,
@@ -25,6 +25,7 @@ from pt_dense.scaling import (
     run_grid,
     truncated_encoder,
 )
+from pt_dense.scaling.grid import _dev_split, annotation_pairs, dev_validator
 from pt_dense.scaling.measure import sample_negatives
 
 
@@ -212,7 +213,7 @@ def test_grid_caches_each_cell_resumes_and_refuses_other_settings(tmp_path, tiny
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     config = GridConfig(data=str(tiny_collection), model=str(tmp_path / "model"), layers=[1, 2],
-                        annotations=[8, 16], batch_size=4, negatives=20, lr=1e-3, steps=5)
+                        annotations=[8, 16], batch_size=4, negatives=20, lr=1e-3, steps=5, patience=0)
     cells = run_grid(config, tmp_path / "grid", progress=False)
     assert [(c["layers"], c["D"]) for c in cells] == [(1, 8), (1, 16), (2, 8), (2, 16)]
     assert all(0 < c["L"] < 2 * math.log(21) and c["steps"] == 5 for c in cells)  # 8 pairs: 2 steps an epoch
@@ -228,6 +229,31 @@ def test_grid_caches_each_cell_resumes_and_refuses_other_settings(tmp_path, tiny
         run_grid(GridConfig(**{**config.__dict__, "lr": 1e-2}), tmp_path / "grid", progress=False)
     with pytest.raises(InputError, match="ask for more"):
         run_grid(GridConfig(**{**config.__dict__, "annotations": [10_000]}), tmp_path / "grid", progress=False)
+
+
+def test_grid_cells_stop_early_on_dev_and_never_end_worse_than_their_start(tmp_path, tiny_collection):
+    model, tok = tiny_bert(layers=2)
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    config = GridConfig(data=str(tiny_collection), model=str(tmp_path / "model"), layers=[2], annotations=[8, 40],
+                        batch_size=4, negatives=20, lr=1e-3, steps=30, patience=2, valid_every=2, dev_queries=6,
+                        dev_pool=30)
+    small, large = run_grid(config, tmp_path / "grid", progress=False)
+    data = datasets.load(tiny_collection)
+    texts = datasets.doc_texts(data)
+    train_topics = data.topics("train")
+    pairs = annotation_pairs(data.qrels("train"), train_topics, set(texts), config.seed)
+    dev_topics, dev_qrels, kept = _dev_split(data, config, pairs, train_topics)
+    assert len(dev_topics) == 6 and len(kept) == len(pairs) - len(dev_qrels) == 48  # 30 queries x 2 pairs
+    assert not set(dev_topics["qid"]) & set(kept["qid"])
+    start = BiEncoder.from_pretrained(str(tmp_path / "model"), query_max_length=32, doc_max_length=128,
+                                      precision="fp32")
+    start_dev_L = -dev_validator(dev_topics, dev_qrels, texts, config)(truncated_encoder(start, 2))
+    for cell in (small, large):
+        assert cell["dev_L"] <= start_dev_L + 1e-6 and cell["best_step"] % 2 == 0 and cell["steps"] <= 30
+        assert cell["steps"] == 30 or cell["steps"] - cell["best_step"] == 2 * 2  # stopped once patience ran out
+    with pytest.raises(InputError, match="dev_queries"):
+        run_grid(GridConfig(**{**config.__dict__, "dev_queries": 30}), tmp_path / "other", progress=False)
 
 
 def test_scaling_cli_measures_an_encoder(tmp_path, tiny_collection, capsys):

@@ -386,3 +386,35 @@ def test_interpolate_keeps_that_fraction_of_the_update_for_full_and_lora_and_ref
     for bad in (0.0, 1.5):
         with pytest.raises(InputError, match="interpolate must be in"):
             tiny_encoder.fit(TOPICS, QRELS, corpus=DOCS, epochs=1, batch_size=4, progress=False, interpolate=bad)
+
+
+def _trainable(encoder) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in encoder.model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("scores, best_step, last_step", [([0.5, 0.4, 0.3, 0.9], 0, 2),  # never beats the start
+                                                           ([0.1, 0.2, 0.7, 0.6, 0.5, 0.9], 2, 4)])
+def test_early_stopping_keeps_the_best_validated_weights(tiny_encoder, scores, best_step, last_step):
+    lora, seen = tiny_encoder.with_lora(r=2), []
+
+    def dev_score(encoder):  # a scripted validator; each call also snapshots the weights it scored
+        seen.append(_trainable(encoder))
+        return scores[len(seen) - 1]
+
+    history = lora.fit(TOPICS, QRELS, corpus=DOCS, steps=10, batch_size=4, lr=1e-2, progress=False,
+                       validator=dev_score, valid_every=1, patience=2)
+    assert [v["step"] for v in history["valid"]] == list(range(last_step + 1))
+    assert len(history["loss"]) == last_step and history["best"]["step"] == best_step
+    assert history["best"]["dev_score"] == scores[best_step]
+    final = _trainable(lora)
+    assert all(torch.equal(final[n], seen[best_step][n]) for n in final)
+    assert not all(torch.equal(final[n], seen[last_step][n]) for n in final)  # training did move the weights
+
+
+def test_validation_settings_are_checked(tiny_encoder):
+    with pytest.raises(InputError, match="patience"):
+        tiny_encoder.fit(TOPICS, QRELS, corpus=DOCS, patience=2, progress=False)
+    with pytest.raises(InputError, match="valid_every"):
+        tiny_encoder.fit(TOPICS, QRELS, TOPICS, QRELS, corpus=DOCS, valid_every=-1, progress=False)
+    with pytest.raises(InputError, match="both"):
+        tiny_encoder.fit(TOPICS, QRELS, TOPICS, corpus=DOCS, progress=False)

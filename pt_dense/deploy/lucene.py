@@ -115,42 +115,36 @@ class _DeployedStage(pt.Transformer):
 class LuceneDense(_DeployedStage):
     """``qid, query -> docno, score, rank`` in a Lucene dense index, queries encoded in Java by the bridge.
 
-    ``ef_search`` (HNSW's candidate list; default ``max(k, 100)``) trades speed for recall. One query goes straight
-    to the searcher and several to its thread pool; either way the hits cross into Python as two strings per query
-    (``io.ptdense.Hits``), not as one Java object per hit.
+    The bridge's ``io.ptdense.DenseSearcher`` opens the index with Lucene directly (no Pyserini searcher): it
+    encodes the query, asks for the top k by score (HNSW with ``ef_search`` candidates, default ``max(k, 100)``; a
+    flat index is searched exactly), reads the docids from doc values, and hands the hits to Python as two strings.
+    ``threads`` searches a batch of queries in parallel; ``encoder_threads`` sets ONNX Runtime's threads for one
+    encoding (default: one per core).
     """
 
     def __init__(self, lucene_dir: str | Path, onnx_dir: str | Path, k: int = 1000, ef_search: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, encoder_threads: int | None = None):
         super().__init__(lucene_dir, onnx_dir, k)
         self.ef_search, self.threads = max(ef_search or 100, k), threads or os.cpu_count() or 1
         start_jvm()
-        autoclass("java.lang.System").setProperty("ptdense.onnx.dir", str(self.onnx_dir.absolute()))
-        level = autoclass("org.apache.logging.log4j.Level")  # Anserini logs every batch search at INFO
-        autoclass("org.apache.logging.log4j.core.config.Configurator").setLevel("io.anserini.search", level.WARN)
-        from pyserini.search.lucene import LuceneFlatDenseSearcher, LuceneHnswDenseSearcher
-
-        index_dir = str(self.folder / LUCENE_SUBDIR)
-        if self.meta["kind"] == "lucene-hnsw":
-            self.searcher = LuceneHnswDenseSearcher(index_dir, ef_search=self.ef_search, encoder="PtDense")
-        else:
-            self.searcher = LuceneFlatDenseSearcher(index_dir, encoder="PtDense")
-        self._hits, self._array_list = autoclass("io.ptdense.Hits"), autoclass("java.util.ArrayList")
+        system = autoclass("java.lang.System")
+        system.setProperty("ptdense.onnx.dir", str(self.onnx_dir.absolute()))
+        system.setProperty("ptdense.onnx.threads", str(encoder_threads or 0))
+        self.searcher = autoclass("io.ptdense.DenseSearcher")(str(self.folder / LUCENE_SUBDIR), self.ef_search)
+        self._array_list = autoclass("java.util.ArrayList")
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, ["qid", "query"], self)
         return self._frame(inp, self._search(clean_texts(inp["query"].to_numpy(), inp["qid"].to_numpy(), "query")))
 
     def _search(self, queries: list[str]) -> list[tuple[list[str], np.ndarray]]:
-        java = self.searcher.searcher
         if len(queries) == 1:
-            found = [self._hits.search(java, queries[0], self.k)]
-        else:  # keyed by position, as qids may repeat
-            java_queries, positions = self._array_list(), self._array_list()
-            for position, query in enumerate(queries):
+            found = [self.searcher.search(queries[0], self.k)]
+        else:
+            java_queries = self._array_list()
+            for query in queries:
                 java_queries.add(query)
-                positions.add(str(position))
-            found = self._hits.batch(java, java_queries, positions, self.k, self.threads) if queries else []
+            found = self.searcher.batch(java_queries, self.k, self.threads) if queries else []
         return [(h.docids.splitlines(), np.array(h.scores.split(), dtype=np.float32)) for h in found]
 
     def _scores(self, scores: np.ndarray) -> np.ndarray:

@@ -3,17 +3,20 @@
 Model size: a pretrained encoder cut to its first k layers, its size N counted as non-embedding parameters (the
 transformer layers; embeddings and the unused pooler are left out, as in the paper). Annotations: the training
 split's (query, judged positive) pairs, shuffled once by the seed, the first D of them; so each subset contains the
-smaller ones. Each cell (k, D) trains for the same number of steps with every pair as an example (in-batch
-negatives; a small subset is repeated, so cells differ in data, not in optimisation) and is measured by
-:func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split. Cells are written atomically to
-``<out>/cells/`` as they finish, so a killed run resumes at the first missing cell; ``<out>/grid.json`` holds the
-settings and refuses a resume under other settings.
+smaller ones. Each cell (k, D) trains with every pair as an example (in-batch negatives; a small subset is repeated)
+either to convergence (``patience``: stopped early on the contrastive entropy of a dev split, the best weights kept,
+so no cell ends worse than its start on dev) or for a fixed number of steps, and is measured by
+:func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split in fp32. Without a dev split, ``dev_queries``
+training queries are held out of the annotations. Cells are written atomically to ``<out>/cells/`` as they finish,
+so a killed run resumes at the first missing cell; ``<out>/grid.json`` holds the settings and refuses a resume under
+other settings.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import random
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -49,9 +52,11 @@ def non_embedding_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] not in skip)
 
 
-def annotation_pairs(qrels: pd.DataFrame, topics: pd.DataFrame, docnos: set[str], seed: int) -> pd.DataFrame:
-    """Judged (qid, docno) positives whose query and document exist, in one fixed shuffled order."""
-    judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
+def annotation_pairs(qrels: pd.DataFrame, topics: pd.DataFrame, docnos: set[str], seed: int,
+                     min_label: int = 1) -> pd.DataFrame:
+    """Judged (qid, docno) positives (label >= ``min_label``) whose query and document exist, in one fixed shuffled
+    order."""
+    judged = qrels[qrels["label"] >= max(min_label, 1)].astype({"qid": str, "docno": str})
     judged = judged[judged["qid"].isin(set(topics["qid"].astype(str))) & judged["docno"].isin(docnos)]
     judged = judged.drop_duplicates(["qid", "docno"]).sort_values(["qid", "docno"])
     return judged.sample(frac=1.0, random_state=seed).reset_index(drop=True)
@@ -64,14 +69,19 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
     data = datasets.load(config.data)
     texts = datasets.doc_texts(data)
     train_topics = data.topics(config.train_split)
-    pairs = annotation_pairs(data.qrels(config.train_split), train_topics, set(texts), config.seed)
+    pairs = annotation_pairs(data.qrels(config.train_split), train_topics, set(texts), config.seed, config.min_label)
+    validator = None
+    if config.patience:
+        dev_topics, dev_qrels, pairs = _dev_split(data, config, pairs, train_topics)
+        validator = dev_validator(dev_topics, dev_qrels, texts, config)
     too_many = [d for d in config.annotations if d > len(pairs)]
     if too_many:
-        raise InputError(f"{config.data} {config.train_split} has {len(pairs)} judged pairs; "
+        raise InputError(f"{config.data} {config.train_split} has {len(pairs)} judged pairs to train on; "
                          f"annotations {too_many} ask for more")
     base = BiEncoder.from_pretrained(config.model, query_max_length=config.query_max_length,
-                                     doc_max_length=config.doc_max_length)
+                                     doc_max_length=config.doc_max_length, precision="fp32")
     test_topics, test_qrels = data.topics(config.test_split), data.qrels(config.test_split)
+    test_qrels = test_qrels[test_qrels["label"] >= config.min_label]
     cells = [(k, d) for k in sorted(config.layers) for d in sorted(config.annotations)]
     results = []
     bar = tqdm(cells, desc="scaling grid", unit="cell", disable=not progress)
@@ -84,20 +94,63 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
             started = time.perf_counter()
             history = encoder.fit(train_topics, subset.assign(label=1), corpus=texts, negatives="in-batch",
                                   each_positive=True, steps=config.steps, batch_size=config.batch_size,
-                                  lr=config.lr, temperature=config.temperature, seed=config.seed, progress=False)
+                                  lr=config.lr, temperature=config.temperature, seed=config.seed, progress=False,
+                                  validator=validator, patience=config.patience, valid_every=config.valid_every)
             train_seconds = time.perf_counter() - started
             loss = contrastive_loglik(encoder, test_topics, test_qrels, texts, negatives=config.negatives,
-                                      seed=config.seed, temperature=config.temperature)
+                                      seed=config.seed, temperature=config.temperature, progress=False)
+            best = history["best"]
             cell = {"layers": layers, "N": non_embedding_parameters(encoder.model), "D": n_pairs, "L": loss,
                     "queries": int(subset["qid"].nunique()), "steps": len(history["loss"]),
-                    "final_train_loss": history["loss"][-1], "train_seconds": round(train_seconds, 1),
+                    "best_step": best["step"] if best else len(history["loss"]),
+                    "dev_L": -best[DEV_SCORE] if best else None,
+                    "final_train_loss": history["loss"][-1] if history["loss"] else None,
+                    "train_seconds": round(train_seconds, 1),
                     "eval_seconds": round(time.perf_counter() - started - train_seconds, 1)}
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(path) as tmp:
                 tmp.write_text(json.dumps(cell, indent=1))
-            bar.write(f"layers {layers}, D {n_pairs}: L = {loss:.4f} ({cell['train_seconds']} s training)")
+            bar.write(f"layers {layers}, D {n_pairs}: L = {loss:.4f} (best of {cell['steps']} steps at step "
+                      f"{cell['best_step']}; {cell['train_seconds']} s training)")
         results.append(json.loads(path.read_text()))
     return results
+
+
+DEV_SCORE = "minus_dev_L"
+
+
+def dev_validator(topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str, str], config: GridConfig):
+    """``encoder -> -L`` on the dev topics, against negatives from a fixed sample of ``config.dev_pool`` documents
+    (the dev positives are always in it): cheap enough to score every few steps."""
+    positives = set(qrels["docno"].astype(str)) & set(texts)
+    others = sorted(set(texts) - positives)
+    sample = random.Random(f"{config.seed}/dev-pool").sample(others, min(config.dev_pool, len(others)))
+    pool = {d: texts[d] for d in sorted(positives) + sample}
+    negatives = min(config.negatives, len(sample))
+
+    def minus_dev_L(encoder) -> float:
+        return -contrastive_loglik(encoder, topics, qrels, pool, negatives=negatives, seed=config.seed,
+                                   temperature=config.temperature, progress=False)
+
+    minus_dev_L.__name__ = DEV_SCORE
+    return minus_dev_L
+
+
+def _dev_split(data, config: GridConfig, pairs: pd.DataFrame,
+               train_topics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(dev topics, dev positives, the pairs left to train on): the collection's dev split, or ``dev_queries``
+    training queries (drawn by the seed) held out of the annotations."""
+    if config.dev_split:
+        qrels = data.qrels(config.dev_split)
+        return data.topics(config.dev_split), qrels[qrels["label"] >= config.min_label], pairs
+    qids = sorted(pairs["qid"].unique())
+    if config.dev_queries >= len(qids):
+        raise InputError(f"dev_queries {config.dev_queries} would leave no training query of {len(qids)}; "
+                         "lower dev_queries or give dev_split")
+    held = set(random.Random(f"{config.seed}/dev").sample(qids, config.dev_queries))
+    topics = train_topics.astype({"qid": str})
+    return (topics[topics["qid"].isin(held)], pairs[pairs["qid"].isin(held)].assign(label=1),
+            pairs[~pairs["qid"].isin(held)].reset_index(drop=True))
 
 
 def load_cells(out: str | Path) -> list[dict]:

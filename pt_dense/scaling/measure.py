@@ -130,12 +130,14 @@ def contrastive_loglik(
     seed: int = 0,
     temperature: float = DEFAULT_TEMPERATURE,
     per_query: bool = False,
+    progress: bool | None = None,
 ) -> float | pd.Series:
     """L of an encoder (anything with ``encode(texts, side)``: each distinct text is encoded once) or of a scoring
     pipeline (given ``qid, query, docno, text`` rows, it adds ``score``) on ``topics``; see the module docstring.
 
     ``corpus`` is a dataset (``corpus_iter``), a list of ``{"docno", "text"}`` dicts or a docno -> text mapping.
-    Returns the mean over queries, or with ``per_query=True`` a Series of L by qid.
+    Returns the mean over queries, or with ``per_query=True`` a Series of L by qid. ``progress`` is passed to the
+    encoder's ``encode`` when given.
     """
     require_columns(topics.columns, ("qid", "query"), "topics")
     if temperature <= 0:
@@ -143,7 +145,8 @@ def contrastive_loglik(
     stage = ContrastiveCandidates(corpus, qrels, negatives=negatives, seed=seed)
     rows = stage.transform(topics.astype({"qid": str}))
     if hasattr(encoder_or_pipeline, "encode"):
-        scores = _encoder_scores(encoder_or_pipeline, rows, stage.texts)
+        scores = _encoder_scores(encoder_or_pipeline, rows, stage.texts, {} if progress is None else
+                                 {"progress": progress})
     elif isinstance(encoder_or_pipeline, pt.Transformer):
         scored = encoder_or_pipeline(rows.drop(columns="label"))
         require_columns(scored.columns, ("qid", "docno", "score"), encoder_or_pipeline)
@@ -162,12 +165,12 @@ def contrastive_loglik(
     return series if per_query else float(series.mean())
 
 
-def _encoder_scores(encoder, rows: pd.DataFrame, texts: Mapping[str, str]) -> np.ndarray:
+def _encoder_scores(encoder, rows: pd.DataFrame, texts: Mapping[str, str], options: dict) -> np.ndarray:
     """Dot products of each row's query and document, each distinct text encoded once."""
     queries = rows.drop_duplicates("qid")
     docnos = rows["docno"].drop_duplicates().tolist()
-    q_vecs = encoder.encode(list(queries["query"]), "query")
-    d_vecs = encoder.encode([texts[d] for d in docnos], "doc")
+    q_vecs = encoder.encode(list(queries["query"]), "query", **options)
+    d_vecs = encoder.encode([texts[d] for d in docnos], "doc", **options)
     q_row = pd.Series(np.arange(len(queries)), index=queries["qid"]).loc[rows["qid"]].to_numpy()
     d_row = pd.Series(np.arange(len(docnos)), index=docnos).loc[rows["docno"]].to_numpy()
     return np.einsum("ij,ij->i", q_vecs[q_row], d_vecs[d_row])

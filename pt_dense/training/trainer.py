@@ -12,8 +12,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from pt_dense.datasets import doc_texts, judged_positives
 from pt_dense.errors import InputError
-from pt_dense.metrics import exact_scores
 from pt_dense.training import checkpoints
 from pt_dense.training.losses import make_loss
 from pt_dense.training.negatives import NegativeSource
 from pt_dense.training.recipes import Recipe, get_recipe
 from pt_dense.training.sources import resolve
+from pt_dense.training.validation import Validation, pool_ndcg
 
 
 @dataclass
@@ -56,6 +56,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (e.g. to test resuming); the schedule still spans all epochs
     steps: int | None = None  # train exactly this many steps (epochs repeat as needed); the schedule spans them
     valid_pool: int = 2000
+    valid_every: int = 0  # steps between validations; 0: after each epoch
+    patience: int = 0  # > 0: stop after this many validations without a better score and keep the best weights
     interpolate: float = 1.0  # < 1: keep this fraction of the update at the end (WiSE-FT; Adapter.blend)
     progress: bool = True
 
@@ -66,9 +68,12 @@ class TrainConfig:
 
 def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, negatives=None,
         valid_topics: pd.DataFrame | None = None, valid_qrels: pd.DataFrame | None = None,
-        recipe: str | Recipe | None = None, **settings) -> dict:
-    """Train ``encoder`` in place; returns a history dict (loss per step, validation per epoch).
+        validator: Callable[..., float] | None = None, recipe: str | Recipe | None = None, **settings) -> dict:
+    """Train ``encoder`` in place; returns a history dict (loss per step, each validation's score).
 
+    Validation scores nDCG@10 on ``valid_topics``/``valid_qrels``, or calls ``validator(encoder)`` (higher is
+    better), after each epoch or every ``valid_every`` steps; with ``patience`` it also scores the start, stops when
+    that many validations in a row did not beat the best, and ends with the best weights (early stopping).
     ``recipe`` (a name of :mod:`.recipes`) supplies the negatives and settings that are not given explicitly;
     without one, ``negatives`` defaults to in-batch."""
     if recipe is not None:
@@ -88,6 +93,12 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
         raise InputError(f"interpolate must be in (0, 1] (the fraction of the update kept), not {cfg.interpolate}")
     if cfg.resume and not cfg.checkpoint_dir:
         raise InputError("resume=True needs checkpoint_dir=")
+    if cfg.valid_every < 0 or cfg.patience < 0:
+        raise InputError(f"valid_every and patience must be >= 0, not {cfg.valid_every} and {cfg.patience}")
+    if validator is None and (valid_topics is None) != (valid_qrels is None):
+        raise InputError("validation needs both valid_topics and valid_qrels")
+    if cfg.patience and validator is None and valid_topics is None:
+        raise InputError("patience (early stopping) needs validation: give valid_topics and valid_qrels, or validator")
     world, rank = _init_distributed()
     if cfg.batch_size % world:
         raise InputError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({world})")
@@ -140,18 +151,22 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
             state = checkpoints.load(latest, encoder, optimizer, scheduler)
     if missing and rank == 0:
         print(f"pt_dense: {len(missing)} judged documents are not in the corpus and are skipped")
+    validation = _validation(validator, valid_topics, valid_qrels, texts, cfg, rank, world)
 
     bar = tqdm(total=total, initial=state["step"], desc=f"training ({encoder.mode}, {source.describe()})",
                unit="step", disable=not cfg.progress or rank != 0)
     encoder.model.train()
     started = time.perf_counter()
     try:
-        while state["epoch"] < cfg.epochs:
+        stop = bool(validation and cfg.patience and state["step"] == 0 and validation.run(encoder, state, bar.write))
+        paused = False  # max_steps reached before the run's last step: stop without the end-of-run steps
+        while state["epoch"] < cfg.epochs and not stop:
             epoch = state["epoch"]
             batches = epoch_batches(topics, positives, cfg, epoch)
             for index in range(state["step"] - epoch * steps_per_epoch, steps_per_epoch):
                 if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
-                    return state["history"]
+                    stop, paused = True, state["step"] < (cfg.steps or math.inf)
+                    break
                 loss, step_started = 0.0, time.perf_counter()
                 source.update(encoder, state["step"], epoch)
                 for micro in batches[index * cfg.grad_accum : (index + 1) * cfg.grad_accum]:
@@ -167,22 +182,25 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                 state["history"]["step_seconds"].append(time.perf_counter() - step_started)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                if validation and validation.due(state["step"], epoch_end=False):
+                    stop = validation.run(encoder, state, bar.write)
+                    encoder.model.train()
                 if cfg.checkpoint_dir and cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
                     checkpoints.save(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
-            state["epoch"] += 1
-            encoder.weights_changed()
-            if valid_topics is not None and valid_qrels is not None:
-                score = validate(encoder, valid_topics, valid_qrels, texts, cfg) if rank == 0 else 0.0
-                state["history"]["valid"].append({"epoch": state["epoch"], "nDCG@10": score})
-                if rank == 0:
-                    bar.write(f"epoch {state['epoch']}: validation nDCG@10 = {score:.4f}")
-                if cfg.checkpoint_dir and (state["best"] is None or score > state["best"]["nDCG@10"]):
-                    state["best"] = {"epoch": state["epoch"], "nDCG@10": score}
-                    if rank == 0:
-                        encoder.save(Path(cfg.checkpoint_dir) / "best")
+                if stop:
+                    break
+            if paused:
+                return state["history"]  # e.g. to test resuming
+            if not stop:
+                state["epoch"] += 1
+                encoder.weights_changed()
+                if validation and validation.due(state["step"], epoch_end=True):
+                    stop = validation.run(encoder, state, bar.write)
             if cfg.checkpoint_dir:
                 checkpoints.save(cfg.checkpoint_dir, encoder, optimizer, scheduler, state, rank)
             encoder.model.train()
+        if validation:
+            validation.restore_best(encoder, state)
         if start is not None:
             encoder.adapter.blend(encoder.model, start, cfg.interpolate)
     finally:
@@ -237,15 +255,19 @@ def batch_loss(encoder, batch: list[tuple[str, str, str]], texts: dict[str, str]
     return float(loss.detach())
 
 
-def validate(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str, str], cfg: TrainConfig) -> float:
-    """nDCG@10 of dense retrieval over a pool: the judged documents plus a fixed random sample of the corpus."""
-    judged = set(qrels["docno"].astype(str)) & set(texts)
-    rng = random.Random(f"{cfg.seed}/valid")
-    others = sorted(set(texts) - judged)
-    pool = sorted(judged) + rng.sample(others, min(cfg.valid_pool, len(others)))
-    docs = encoder.encode([texts[d] for d in pool], "doc", progress=False)
-    queries = encoder.encode(list(topics["query"]), "query", progress=False)
-    return exact_scores(queries, topics["qid"], docs, pool, qrels, ("nDCG@10",), depth=10)["nDCG@10"]
+def _validation(validator, topics: pd.DataFrame | None, qrels: pd.DataFrame | None, texts: dict[str, str],
+                cfg: TrainConfig, rank: int, world: int) -> Validation | None:
+    """The run's validation: ``validator``, or nDCG@10 over a pool for ``topics``/``qrels``; None without either."""
+    if validator is not None:
+        score, name = validator, getattr(validator, "__name__", "score")
+    elif topics is not None:
+        def score(encoder):
+            return pool_ndcg(encoder, topics, qrels, texts, cfg.valid_pool, cfg.seed)
+        name = "nDCG@10"
+    else:
+        return None
+    return Validation(score, name, every=cfg.valid_every, patience=cfg.patience, checkpoint_dir=cfg.checkpoint_dir,
+                      rank=rank, world=world)
 
 
 # ---------------------------------------------------------------------- distributed

@@ -13,6 +13,10 @@
  * normalisation come from config.json, as pt_dense does in Python; nothing here is specific to one model. Anserini
  * copies the model and its vocabulary file into its encoder cache by name: the names carry the model's content hash,
  * so a new export never reuses a stale cached copy.
+ *
+ * The model runs in a session of its own rather than Anserini's default one: threads that spin while they wait for
+ * work take the CPU from the search that follows each encoding, so spinning is off, and the number of threads comes
+ * from -Dptdense.onnx.threads (default: ONNX Runtime's, one per core).
  */
 
 package io.anserini.encoder.dense;
@@ -32,12 +36,14 @@ import java.util.Map;
 
 public class PtDenseEncoder extends DenseEncoder {
   public static final String DIR_PROPERTY = "ptdense.onnx.dir";
+  public static final String THREADS_PROPERTY = "ptdense.onnx.threads";
 
   private final JsonNode config;
   private final HuggingFaceTokenizer hfTokenizer;
   private final String prefix;
   private final String pooling;
   private final boolean normalize;
+  private final OrtSession model;
 
   public PtDenseEncoder() throws IOException, OrtException, URISyntaxException {
     super(cachedName(".onnx"), fileUrl("model"), cachedName("-vocab.txt"), fileUrl("vocab"), null);
@@ -57,6 +63,24 @@ public class PtDenseEncoder extends DenseEncoder {
         .optMaxLength(settings.get("query_max_length").asInt())
         .optPadding(false)
         .build();
+    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+    options.addConfigEntry("session.intra_op.allow_spinning", "0");
+    options.setInterOpNumThreads(1);
+    int threads = Integer.getInteger(THREADS_PROPERTY, 0);
+    if (threads > 0) {
+      options.setIntraOpNumThreads(threads);
+    }
+    this.model = environment.createSession(new File(exportDir(), config.get("model").asText()).getPath(), options);
+    session.close();  // Anserini's session with default options: ours replaces it
+  }
+
+  @Override
+  public void close() {
+    try {
+      model.close();
+    } catch (OrtException e) {
+      throw new IllegalStateException("closing the ONNX session failed", e);
+    }
   }
 
   /** Token ids of prefix + text, with the family's special tokens, truncated to the query max length. */
@@ -74,10 +98,10 @@ public class PtDenseEncoder extends DenseEncoder {
     try {
       inputs.put("input_ids", OnnxTensor.createTensor(environment, inputIds));
       inputs.put("attention_mask", OnnxTensor.createTensor(environment, mask));
-      if (session.getInputNames().contains("token_type_ids")) {
+      if (model.getInputNames().contains("token_type_ids")) {
         inputs.put("token_type_ids", OnnxTensor.createTensor(environment, new long[1][ids.length]));
       }
-      try (OrtSession.Result result = session.run(inputs)) {
+      try (OrtSession.Result result = model.run(inputs)) {
         float[][] hidden = ((float[][][]) result.get(0).getValue())[0];
         return pool(hidden);
       }
