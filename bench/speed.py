@@ -7,7 +7,8 @@
    (``IndexFlatIP``), pt_dense's retriever stage, pyterrier-dr's FlexIndex retrievers, Pyserini's FaissSearcher;
    and on synthetic vectors (100,000 x 384) the stage against raw FAISS.
 4. Stage overhead (ms per one-query call) over the library call each stage wraps: retriever over ``faiss.knn``,
-   scorer over its dot products, query encoder over ``encode``.
+   scorer over its dot products, query encoder over ``encode``; each the median of paired differences (the stage
+   and the library call timed back to back on the same input).
 5. With ``--java``: the deployed path, Lucene HNSW with queries encoded in Java by the bridge (fp32 and int8
    exports), p50 at k=100 and k=1000, broken down into Java encoding, HNSW search, docid lookup and the Python side,
    with its nDCG@10 against FAISS + PyTorch.
@@ -41,6 +42,22 @@ def per_call_ms(call, inputs: list, warmup: int = 3) -> tuple[float, float]:
         call(x)
         times.append(1000 * (time.perf_counter() - started))
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def paired_overhead_ms(stage, library, inputs: list[tuple]) -> float:
+    """Median over inputs of (stage call - library call) ms, the two timed back to back on each (stage input,
+    library input) pair, so that drift and noise common to both cancel; after a warm-up."""
+    for stage_input, library_input in inputs[:3]:
+        stage(stage_input)
+        library(library_input)
+    differences = []
+    for stage_input, library_input in inputs:
+        started = time.perf_counter()
+        library(library_input)
+        middle = time.perf_counter()
+        stage(stage_input)
+        differences.append(1000 * ((time.perf_counter() - middle) - (middle - started)))
+    return float(np.median(differences))
 
 
 def rate(call, count: int, rounds: int) -> float:
@@ -128,7 +145,8 @@ def encoding_rows(args, data, texts, queries, work: Path) -> tuple[list[dict], l
     latency.append(dict(zip(("path", "p50 ms", "p95 ms"), ("pyterrier-dr query stage",
                                                           *per_call_ms(ptdr.query_encoder(), query_frames)),
                             strict=True)))
-    overhead = {"query encoder stage": latency[-2]["p50 ms"] - latency[0]["p50 ms"]}
+    overhead = {"query encoder stage": paired_overhead_ms(stage, query_runs[next(iter(encoders))],
+                                                          list(zip(query_frames, one, strict=True)))}
     context = {"tokens_per_doc": tokens, "gflop_per_doc": flops / 1e9, "matmul_peak_gflops": peaks,
                "default_precision": default.precision}
     return docs, latency, context | {"overhead_ms": overhead}
@@ -142,9 +160,10 @@ def compare(systems: dict, frame, rounds: int) -> list[dict]:
     for name, system in systems.items():
         qps = rate(lambda system=system: system(frame), len(frame), rounds)
         p50, _ = per_call_ms(system, singles)
-        raw = raw or (qps, p50)
+        raw = raw or (qps, p50, system)
+        overhead = paired_overhead_ms(system, raw[2], [(x, x) for x in singles]) if rows else 0.0
         rows.append({"path": name, "batch q/s": qps, "batch ratio to raw": qps / raw[0], "one-query p50 ms": p50,
-                     "overhead ms": p50 - raw[1]})
+                     "overhead ms": overhead})
     return rows
 
 
@@ -223,10 +242,8 @@ def _scorer_overhead(index, query_vecs) -> float:
         frames.append(pd.DataFrame({"qid": ["q"] * 100, "query_vec": [vector] * 100,
                                     "docno": index.docnos[rows]}))
         calls.append((vector[None], rows))
-    scorer = index.scorer()
-    stage = per_call_ms(scorer, frames)[0]
-    library = per_call_ms(lambda c: dot_rows(index.vectors, c[0], np.zeros(100, int), c[1]), calls)[0]
-    return stage - library
+    return paired_overhead_ms(index.scorer(), lambda c: dot_rows(index.vectors, c[0], np.zeros(100, int), c[1]),
+                              list(zip(frames, calls, strict=True)))
 
 
 def java_rows(args, data, topics, qrels) -> tuple[list[dict], dict]:

@@ -418,3 +418,22 @@ def test_validation_settings_are_checked(tiny_encoder):
         tiny_encoder.fit(TOPICS, QRELS, TOPICS, QRELS, corpus=DOCS, valid_every=-1, progress=False)
     with pytest.raises(InputError, match="both"):
         tiny_encoder.fit(TOPICS, QRELS, TOPICS, corpus=DOCS, progress=False)
+
+
+def test_early_stopping_survives_a_resume(tmp_path, tiny_encoder):
+    scores, seen = [0.1, 0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0], []
+
+    def dev_score(encoder):
+        seen.append(_trainable(encoder))
+        return scores[len(seen) - 1]
+
+    settings = dict(corpus=DOCS, steps=10, batch_size=4, lr=1e-2, progress=False, validator=dev_score, valid_every=1,
+                    patience=4, checkpoint_dir=str(tmp_path / "ck"), checkpoint_every=1)
+    first = tiny_encoder.with_lora(r=2)
+    first.fit(TOPICS, QRELS, max_steps=3, **settings)  # paused after step 3: the best (step 1) is on disk only
+    resumed = first.with_model(first.model, adapter=first.adapter)
+    history = resumed.fit(TOPICS, QRELS, resume=True, **settings)
+    assert [v["step"] for v in history["valid"]] == [0, 1, 2, 3, 4, 5]  # 4 without a better score after step 1
+    assert history["best"]["step"] == 1
+    final = _trainable(resumed)
+    assert all(torch.equal(final[n], seen[1][n]) for n in final)

@@ -54,13 +54,15 @@ def encode_sorted(ids: list[list[int]], run: Callable[[list[list[int]]], np.ndar
     bar's rate, and its ETA, hold from the first batches on."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
+    sink = _PROGRESS_SINK.get()
+    show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS and sink is None
+    if 0 < len(ids) <= batch_size and not show and sink is None:  # one batch (e.g. one query): nothing to arrange
+        return np.asarray(run(ids), dtype=np.float32).reshape(len(ids), dim)
     from tqdm.auto import tqdm
 
     out = np.empty((len(ids), dim), dtype=np.float32)
     order = np.argsort([-len(x) for x in ids], kind="stable")
     starts = np.random.default_rng(0).permutation(np.arange(0, len(ids), batch_size))
-    sink = _PROGRESS_SINK.get()
-    show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS and sink is None
     with tqdm(total=len(ids), desc=desc, unit="text", smoothing=0.05, disable=not show) as bar:
         for start in starts:
             rows = order[start : start + batch_size]

@@ -56,10 +56,11 @@ class VectorScorer(pt.Transformer):
                     "index the same collection as the first stage, or use index.scorer(missing='drop')"
                 )
             inp, rows = inp[rows >= 0], rows[rows >= 0]
-        codes, first = first_per_qid(inp["qid"])
+        qids = inp["qid"]
+        codes, first = first_per_qid(qids)
         queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
         scores = self.score_rows(queries, codes, rows)
-        order, ranks = ranked_order(inp["qid"], scores)
+        order, ranks = ranked_order(qids, scores, codes)
         return take_rows(inp, order, {"score": scores[order], "rank": ranks})
 
     def score_rows(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -78,8 +79,9 @@ def dot_rows(vectors: np.ndarray, queries: np.ndarray, query_pos: np.ndarray, ro
 
 
 def first_per_qid(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(code of each row's qid, position of the first row of each qid)."""
-    codes, uniques = pd.factorize(qids)
+    """(code of each row's qid, in qid order, as :func:`ranked_order` takes it; position of the first row of each
+    qid)."""
+    codes, uniques = pd.factorize(qids, sort=True)
     first = np.full(len(uniques), -1)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     return codes, first
