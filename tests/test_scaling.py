@@ -25,7 +25,7 @@ from pt_dense.scaling import (
     run_grid,
     truncated_encoder,
 )
-from pt_dense.scaling.grid import _dev_split, annotation_pairs, dev_validator
+from pt_dense.scaling.grid import _dev_split, annotation_pairs, dev_validator, unseen_queries
 from pt_dense.scaling.measure import sample_negatives
 
 
@@ -236,7 +236,7 @@ def test_grid_cells_stop_early_on_dev_and_never_end_worse_than_their_start(tmp_p
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     config = GridConfig(data=str(tiny_collection), model=str(tmp_path / "model"), layers=[2], annotations=[8, 40],
-                        batch_size=4, negatives=20, lr=1e-3, steps=30, patience=2, valid_every=2, dev_queries=6,
+                        batch_size=4, negatives=20, lr=1e-3, steps=30, patience=2, valid_every=2, dev_queries=10,
                         dev_pool=30)
     small, large = run_grid(config, tmp_path / "grid", progress=False)
     data = datasets.load(tiny_collection)
@@ -244,16 +244,26 @@ def test_grid_cells_stop_early_on_dev_and_never_end_worse_than_their_start(tmp_p
     train_topics = data.topics("train")
     pairs = annotation_pairs(data.qrels("train"), train_topics, set(texts), config.seed)
     dev_topics, dev_qrels, kept = _dev_split(data, config, pairs, train_topics)
-    assert len(dev_topics) == 6 and len(kept) == len(pairs) - len(dev_qrels) == 48  # 30 queries x 2 pairs
-    assert not set(dev_topics["qid"]) & set(kept["qid"])
+    assert len(kept) == len(pairs) - 2 * 10 == 40  # 30 queries x 2 pairs, 10 queries held out
+    assert 5 <= len(dev_topics) <= 10 and not set(dev_topics["qid"]) & set(kept["qid"])
+    assert set(dev_qrels["qid"]) == set(dev_topics["qid"]) and not set(dev_qrels["docno"]) & set(kept["docno"])
+    test_qrels = data.qrels("test")
+    unseen = unseen_queries(test_qrels, set(pairs["docno"]))
+    assert 0 < len(unseen) < 10 and not set(test_qrels[test_qrels["qid"].isin(unseen)]["docno"]) & set(pairs["docno"])
     start = BiEncoder.from_pretrained(str(tmp_path / "model"), query_max_length=32, doc_max_length=128,
                                       precision="fp32")
     start_dev_L = -dev_validator(dev_topics, dev_qrels, texts, config)(truncated_encoder(start, 2))
     for cell in (small, large):
         assert cell["dev_L"] <= start_dev_L + 1e-6 and cell["best_step"] % 2 == 0 and cell["steps"] <= 30
         assert cell["steps"] == 30 or cell["steps"] - cell["best_step"] == 2 * 2  # stopped once patience ran out
+        by_qid = cell["L_by_qid"]
+        assert cell["L"] == pytest.approx(np.mean(list(by_qid.values())), abs=1e-4)
+        assert cell["unseen_queries"] == len(unseen)
+        assert cell["L_unseen"] == pytest.approx(np.mean([by_qid[q] for q in unseen]), abs=1e-4)
     with pytest.raises(InputError, match="dev_queries"):
         run_grid(GridConfig(**{**config.__dict__, "dev_queries": 30}), tmp_path / "other", progress=False)
+    with pytest.raises(InputError, match="dev queries have positives"):
+        run_grid(GridConfig(**{**config.__dict__, "dev_queries": 2}), tmp_path / "few", progress=False)
 
 
 def test_scaling_cli_measures_an_encoder(tmp_path, tiny_collection, capsys):

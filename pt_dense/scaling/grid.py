@@ -6,7 +6,9 @@ split's (query, judged positive) pairs, shuffled once by the seed, the first D o
 smaller ones. Each cell (k, D) trains with every pair as an example (in-batch negatives; a small subset is repeated)
 either to convergence (``patience``: stopped early on the contrastive entropy of a dev split, the best weights kept,
 so no cell ends worse than its start on dev) or for a fixed number of steps, and is measured by
-:func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split in fp32. Without a dev split, ``dev_queries``
+:func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split in fp32: ``L`` over every test query, and
+``L_unseen`` over the test queries none of whose positives is a training positive (see :func:`unseen_queries`);
+each cell keeps L per query too. Without a dev split, ``dev_queries``
 training queries are held out of the annotations. Cells are written atomically to ``<out>/cells/`` as they finish,
 so a killed run resumes at the first missing cell; ``<out>/grid.json`` holds the settings and refuses a resume under
 other settings.
@@ -70,6 +72,7 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
     texts = datasets.doc_texts(data)
     train_topics = data.topics(config.train_split)
     pairs = annotation_pairs(data.qrels(config.train_split), train_topics, set(texts), config.seed, config.min_label)
+    train_docs = set(pairs["docno"])  # every judged positive of the training split, dev queries' included
     validator = None
     if config.patience:
         dev_topics, dev_qrels, pairs = _dev_split(data, config, pairs, train_topics)
@@ -82,6 +85,7 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
                                      doc_max_length=config.doc_max_length, precision="fp32")
     test_topics, test_qrels = data.topics(config.test_split), data.qrels(config.test_split)
     test_qrels = test_qrels[test_qrels["label"] >= config.min_label]
+    unseen = unseen_queries(test_qrels, train_docs)
     cells = [(k, d) for k in sorted(config.layers) for d in sorted(config.annotations)]
     results = []
     bar = tqdm(cells, desc="scaling grid", unit="cell", disable=not progress)
@@ -97,20 +101,25 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
                                   lr=config.lr, temperature=config.temperature, seed=config.seed, progress=False,
                                   validator=validator, patience=config.patience, valid_every=config.valid_every)
             train_seconds = time.perf_counter() - started
-            loss = contrastive_loglik(encoder, test_topics, test_qrels, texts, negatives=config.negatives,
-                                      seed=config.seed, temperature=config.temperature, progress=False)
+            by_query = contrastive_loglik(encoder, test_topics, test_qrels, texts, negatives=config.negatives,
+                                          seed=config.seed, temperature=config.temperature, per_query=True,
+                                          progress=False)
+            loss, on_unseen = float(by_query.mean()), by_query[by_query.index.isin(unseen)]
             best = history["best"]
             cell = {"layers": layers, "N": non_embedding_parameters(encoder.model), "D": n_pairs, "L": loss,
+                    "L_unseen": float(on_unseen.mean()), "unseen_queries": len(on_unseen),
                     "queries": int(subset["qid"].nunique()), "steps": len(history["loss"]),
                     "best_step": best["step"] if best else len(history["loss"]),
                     "dev_L": -best[DEV_SCORE] if best else None,
                     "final_train_loss": history["loss"][-1] if history["loss"] else None,
                     "train_seconds": round(train_seconds, 1),
-                    "eval_seconds": round(time.perf_counter() - started - train_seconds, 1)}
+                    "eval_seconds": round(time.perf_counter() - started - train_seconds, 1),
+                    "L_by_qid": {qid: round(float(v), 5) for qid, v in by_query.items()}}
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(path) as tmp:
                 tmp.write_text(json.dumps(cell, indent=1))
-            bar.write(f"layers {layers}, D {n_pairs}: L = {loss:.4f} (best of {cell['steps']} steps at step "
+            bar.write(f"layers {layers}, D {n_pairs}: L = {loss:.4f}, on unseen documents {cell['L_unseen']:.4f} "
+                      f"(best of {cell['steps']} steps at step "
                       f"{cell['best_step']}; {cell['train_seconds']} s training)")
         results.append(json.loads(path.read_text()))
     return results
@@ -136,21 +145,41 @@ def dev_validator(topics: pd.DataFrame, qrels: pd.DataFrame, texts: dict[str, st
     return minus_dev_L
 
 
+def unseen_queries(qrels: pd.DataFrame, seen_docs: set[str]) -> set[str]:
+    """The qids of ``qrels`` none of whose judged positives is in ``seen_docs``.
+
+    Collections like SciFact judge the same documents relevant to training and test queries: the more pairs a model
+    trains on, the more test positives it has already been trained to retrieve, which lowers L for a reason that
+    is not generalisation. L measured on these queries alone does not move with that overlap."""
+    positives = qrels.astype({"qid": str, "docno": str}).groupby("qid")["docno"].agg(set)
+    return {qid for qid, docs in positives.items() if not docs & seen_docs}
+
+
 def _dev_split(data, config: GridConfig, pairs: pd.DataFrame,
                train_topics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(dev topics, dev positives, the pairs left to train on): the collection's dev split, or ``dev_queries``
-    training queries (drawn by the seed) held out of the annotations."""
+    training queries (drawn by the seed) held out of the annotations; either way only the dev queries whose
+    positives are none of the training pairs' documents, as L is measured on unseen documents."""
     if config.dev_split:
-        qrels = data.qrels(config.dev_split)
-        return data.topics(config.dev_split), qrels[qrels["label"] >= config.min_label], pairs
-    qids = sorted(pairs["qid"].unique())
-    if config.dev_queries >= len(qids):
-        raise InputError(f"dev_queries {config.dev_queries} would leave no training query of {len(qids)}; "
-                         "lower dev_queries or give dev_split")
-    held = set(random.Random(f"{config.seed}/dev").sample(qids, config.dev_queries))
-    topics = train_topics.astype({"qid": str})
-    return (topics[topics["qid"].isin(held)], pairs[pairs["qid"].isin(held)].assign(label=1),
-            pairs[~pairs["qid"].isin(held)].reset_index(drop=True))
+        topics, qrels, kept = data.topics(config.dev_split), data.qrels(config.dev_split), pairs
+        qrels = qrels[qrels["label"] >= config.min_label]
+    else:
+        qids = sorted(pairs["qid"].unique())
+        if config.dev_queries >= len(qids):
+            raise InputError(f"dev_queries {config.dev_queries} would leave no training query of {len(qids)}; "
+                             "lower dev_queries or give dev_split")
+        held = set(random.Random(f"{config.seed}/dev").sample(qids, config.dev_queries))
+        topics, qrels = train_topics, pairs[pairs["qid"].isin(held)].assign(label=1)
+        kept = pairs[~pairs["qid"].isin(held)].reset_index(drop=True)
+    clean = unseen_queries(qrels, set(kept["docno"]))
+    if len(clean) < MIN_DEV_QUERIES:
+        raise InputError(f"only {len(clean)} dev queries have positives that no training pair has; early stopping "
+                         f"needs {MIN_DEV_QUERIES}: raise dev_queries or give another dev_split")
+    qrels = qrels.astype({"qid": str, "docno": str})
+    return topics.astype({"qid": str})[lambda t: t["qid"].isin(clean)], qrels[qrels["qid"].isin(clean)], kept
+
+
+MIN_DEV_QUERIES = 5
 
 
 def load_cells(out: str | Path) -> list[dict]:
