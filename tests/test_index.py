@@ -204,3 +204,19 @@ def test_factory_search_parameters_belong_to_each_stage(tmp_path):
         index.retriever(k=10, kind="IVF32,PQ7")(q)  # 16 dimensions do not split into 7 sub-vectors
     with pytest.raises(InputError, match="needs more vectors"):
         index.retriever(k=10, kind="IVF4096,Flat")(q)
+
+
+@pytest.mark.parametrize("k", [1, 10, 57, 80])
+def test_blas_topk_returns_what_faiss_knn_returns(monkeypatch, k):
+    import faiss
+
+    from pt_dense.index import retriever as retriever_module
+
+    rng = np.random.default_rng(k)
+    vectors, queries = rng.normal(size=(57, 16)).astype(np.float32), rng.normal(size=(9, 16)).astype(np.float32)
+    monkeypatch.setattr(retriever_module, "SCORE_BLOCK", 57 * 4)  # blocks of 4 queries
+    scores, rows = retriever_module.blas_topk(queries, vectors, k)
+    expected_scores, expected_rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    assert rows.shape == expected_rows.shape == (9, k)
+    np.testing.assert_array_equal(rows, expected_rows)  # -1 where there are fewer than k vectors, as FAISS pads
+    np.testing.assert_allclose(scores[rows >= 0], expected_scores[expected_rows >= 0], rtol=1e-5, atol=1e-5)

@@ -9,7 +9,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pt_dense.errors import InputError
-from pt_dense.io.frames import ranked_order, take_rows
+from pt_dense.io.frames import qid_codes, ranked_order, take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ class VectorScorer(pt.Transformer):
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, REQUIRED, self)
         self.index.check_vectors(inp["query_vec"])
-        rows = self.index.docno_lookup.get_indexer(inp["docno"].astype(str))
+        docnos = inp["docno"]
+        rows = self.index.docno_lookup.get_indexer(docnos if isinstance(docnos.dtype, pd.StringDtype)
+                                                   else docnos.astype(str))
         if (rows < 0).any():
             absent = inp["docno"][rows < 0].unique()
             if self.missing == "error":
@@ -57,7 +59,7 @@ class VectorScorer(pt.Transformer):
                 )
             inp, rows = inp[rows >= 0], rows[rows >= 0]
         qids = inp["qid"]
-        codes, first = first_per_qid(qids)
+        codes, first = qid_codes(qids)
         queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
         scores = self.score_rows(queries, codes, rows)
         order, ranks = ranked_order(qids, scores, codes)
@@ -76,12 +78,3 @@ def dot_rows(vectors: np.ndarray, queries: np.ndarray, query_pos: np.ndarray, ro
         part = slice(start, start + SCORE_CHUNK)
         scores[part] = np.einsum("ij,ij->i", queries[query_pos[part]], vectors[rows[part]])
     return scores
-
-
-def first_per_qid(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(code of each row's qid, in qid order, as :func:`ranked_order` takes it; position of the first row of each
-    qid)."""
-    codes, uniques = pd.factorize(qids, sort=True)
-    first = np.full(len(uniques), -1)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return codes, first

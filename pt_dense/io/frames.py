@@ -29,3 +29,15 @@ def ranked_order(qids: pd.Series, scores: np.ndarray, codes: np.ndarray | None =
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
     ranks = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     return order, ranks
+
+
+def qid_codes(qids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's qid as an integer code increasing with the qid, the position of each code's first row); a frame
+    of one query (the common one-query call) skips factorising."""
+    values = qids.to_numpy()
+    if len(values) and (values == values[0]).all():
+        return np.zeros(len(values), dtype=np.intp), np.zeros(1, dtype=np.intp)
+    codes, uniques = pd.factorize(values, sort=True)
+    first = np.full(len(uniques), -1)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return codes, first

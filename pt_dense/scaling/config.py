@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class GridConfig:
     data: str
     model: str = "minilm"
-    layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6])
+    layers: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
     annotations: list[int] = field(default_factory=lambda: [50, 100, 200, 400, 700])
     train_split: str = "train"
     test_split: str = "test"
