@@ -36,9 +36,9 @@ def main() -> None:
     for name in ("min_label", "steps", "patience", "lr"):
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--budget", type=float, default=2_000, help="for the plan, in units of one annotation")
-    parser.add_argument("--train-cost", type=float, default=1e-5, help="cost per parameter per annotation trained")
-    parser.add_argument("--inference-cost", type=float, default=1e-4, help="cost per parameter served")
+    parser.add_argument("--budget", type=float, default=1_000, help="for the plan, in units of one annotation")
+    parser.add_argument("--train-cost", type=float, default=1e-8, help="cost per parameter per annotation trained")
+    parser.add_argument("--inference-cost", type=float, default=1e-5, help="cost per parameter served")
     parser.add_argument("--measure", choices=["L_unseen", "L"], default="L_unseen",
                         help="fit L on the test queries whose positives no training pair has (default), or on all")
     parser.add_argument("--fit-only", action="store_true", help="fit the cells already in --out; train nothing")
