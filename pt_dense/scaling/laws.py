@@ -191,6 +191,7 @@ class ScalingLaw:
         var = "D" if self.kind in ("D", "ND") else "N"
         groups = sorted({p["N"] for p in self.points}) if self.kind == "ND" else [None]
         colours = plt.cm.viridis(np.linspace(0, 0.9, len(groups)))
+        shown = [p["L"] for p in self.points]
         for colour, n in zip(colours, groups, strict=True):
             pts = [p for p in self.points if n is None or p["N"] == n]
             xs = np.array([p[var] for p in pts], float)
@@ -198,12 +199,17 @@ class ScalingLaw:
             curve = self.predict(N=n, D=grid) if self.kind == "ND" else self.predict(**{var: grid})
             label = f"N = {n / 1e6:.2f}M" if n is not None else "fit"
             ax.plot(grid, curve, color=colour, label=label)
+            shown += list(curve)
             for p in pts:
                 ax.scatter(p[var], p["L"], color=colour, facecolors="none" if p["held_out"] else colour, zorder=3,
                            s=36)
-        ax.axhline(self.params["delta"], color="grey", linestyle=":", label=f"delta = {self.params['delta']:.3f}")
+        low, high = 0.9 * min(shown), 1.1 * max(shown)
+        if self.params["delta"] >= 0.5 * low:  # a floor far below the points would squash them into a line
+            ax.axhline(self.params["delta"], color="grey", linestyle=":", label=f"delta = {self.params['delta']:.3f}")
+            low = min(low, 0.9 * self.params["delta"])
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_ylim(low, high)
         ax.set_xticks(sorted({p[var] for p in self.points}))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _short(v)))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
