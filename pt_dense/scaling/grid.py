@@ -8,10 +8,9 @@ either to convergence (``patience``: stopped early on the contrastive entropy of
 so no cell ends worse than its start on dev) or for a fixed number of steps, and is measured by
 :func:`~pt_dense.scaling.measure.contrastive_loglik` on the test split in fp32: ``L`` over every test query, and
 ``L_unseen`` over the test queries none of whose positives is a training positive (see :func:`unseen_queries`);
-each cell keeps L per query too. Without a dev split, ``dev_queries``
-training queries are held out of the annotations. Cells are written atomically to ``<out>/cells/`` as they finish,
-so a killed run resumes at the first missing cell; ``<out>/grid.json`` holds the settings and refuses a resume under
-other settings.
+each cell keeps L per query too. Without a dev split, ``dev_queries`` training queries are held out of the
+annotations. Cells are written atomically to ``<out>/cells/`` as they finish, so a killed run resumes at the first
+missing cell; ``<out>/grid.json`` holds the settings and refuses a resume under other settings.
 """
 
 from __future__ import annotations
