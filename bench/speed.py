@@ -191,12 +191,12 @@ def wrapped_search(index, k: int):
 def retriever_rows(systems: dict, frame, rounds: int, index, k: int) -> tuple[list[dict], float]:
     """:func:`compare`'s rows for ``systems`` (raw FAISS first) plus pt_dense's wrapped search, and the retriever
     stage's overhead over that search (paired, one query per call); the stage row also gets its batch ratio to it."""
-    rows = compare({**systems, "pt_dense search (the call the stage wraps)": wrapped_search(index, k)}, frame, rounds)
+    search = wrapped_search(index, k)
+    rows = compare({**systems, "pt_dense search (the call the stage wraps)": search}, frame, rounds)
     stage, wrapped = rows[1], rows[-1]
     stage["batch ratio to wrapped call"] = stage["batch q/s"] / wrapped["batch q/s"]
     singles = [frame.iloc[[i]] for i in range(len(frame))]
-    return rows, paired_overhead_ms(systems["pt_dense retriever"], wrapped_search(index, k),
-                                    [(x, x) for x in singles])
+    return rows, paired_overhead_ms(systems["pt_dense retriever"], search, [(x, x) for x in singles])
 
 
 def retrieval_rows(args, data, queries) -> tuple[list[dict], dict]:

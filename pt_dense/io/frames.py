@@ -20,10 +20,10 @@ def take_rows(inp: pd.DataFrame, positions: np.ndarray, added: dict[str, np.ndar
 def ranked_order(qids: pd.Series, scores: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(positions, ranks): the rows sorted by qid, then by descending score (ties in input order), and each sorted
     row's 0-based rank within its query (what ``pt.model.add_ranks`` then ``sort_values(["qid", "rank"])`` give).
-    ``codes`` (each row's qid as an integer increasing with the qid, from ``pd.factorize(qids, sort=True)``) saves
-    factorising again."""
+    ``codes`` (each row's qid as an integer increasing with the qid, from :func:`qid_codes`) saves computing them
+    again."""
     if codes is None:
-        codes, _ = pd.factorize(qids, sort=True)
+        codes = qid_codes(qids)[0]
     order = np.lexsort((np.arange(len(scores)), -scores, codes))
     sorted_codes = codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
