@@ -34,26 +34,27 @@ def add(index: DenseIndex, documents, *, replace: bool = False) -> DenseIndex:
     """Append ``documents`` (a frame or records with ``docno`` and ``doc_vec``, e.g. ``enc.doc_encoder()(docs)``).
 
     A docno the index holds already is an error, unless ``replace`` (then its old row is deleted: an update).
-    Vectors must come from an encoder the index stands for (checked by their fingerprint).
+    Vectors must come from an encoder the index stands for (checked by their fingerprint). Everything that depends
+    on the index's content is read under the writer lock (see :func:`.publish.publish`).
     """
     records = documents.to_dict("records") if isinstance(documents, pd.DataFrame) else list(documents)
     if not records:
         raise InputError("no documents to add")
-    vectors = stack_records(records, index.dim)
-    index.check_vectors([r["doc_vec"] for r in records], what="the added documents' vectors")
-    for fingerprint in {(r.get(ENCODER_KEY) or {}).get("fingerprint") for r in records} - {None}:
-        index.check_encoder(fingerprint, what="the added documents' vectors")
     seen: set[str] = set()
     docnos = [check_docno(r.get("docno"), seen) for r in records]
-    present = index.docno_lookup.get_indexer(docnos)
-    if (present >= 0).any() and not replace:
-        held = [d for d, row in zip(docnos, present, strict=True) if row >= 0]
-        raise InputError(f"{len(held)} document(s) are in {index.path} already (e.g. {held[:5]}): use "
-                         "index.update(...) to replace them, or delete them first")
-    deleted = np.union1d(index.deleted, present[present >= 0])
-    meta, source = index.meta, index.folder
 
     def write(folder: Path) -> dict:
+        meta, source = index.meta, index.folder
+        vectors = stack_records(records, index.dim)
+        index.check_vectors([r["doc_vec"] for r in records], what="the added documents' vectors")
+        for fingerprint in {(r.get(ENCODER_KEY) or {}).get("fingerprint") for r in records} - {None}:
+            index.check_encoder(fingerprint, what="the added documents' vectors")
+        present = index.docno_lookup.get_indexer(docnos)
+        if (present >= 0).any() and not replace:
+            held = [d for d, row in zip(docnos, present, strict=True) if row >= 0]
+            raise InputError(f"{len(held)} document(s) are in {index.path} already (e.g. {held[:5]}): use "
+                             "index.update(...) to replace them, or delete them first")
+        deleted = np.union1d(index.deleted, present[present >= 0])
         for name in vector_files(meta):
             if (source / name).exists():  # the base vectors of a refreshed index grow too
                 shutil.copyfile(source / name, folder / name)
@@ -73,15 +74,16 @@ def add(index: DenseIndex, documents, *, replace: bool = False) -> DenseIndex:
 def delete(index: DenseIndex, docnos: Iterable[str]) -> DenseIndex:
     """Mark the rows of ``docnos`` deleted (they are never returned again); every docno must be in the index."""
     docnos = [str(d) for d in docnos]
-    rows = index.docno_lookup.get_indexer(docnos) if docnos else np.zeros(0, dtype=np.int64)
-    if not docnos or (rows < 0).any():
-        absent = [d for d, row in zip(docnos, rows, strict=True) if row < 0]
-        raise InputError(f"{len(absent)} docno(s) to delete are not in {index.path} (e.g. {absent[:5]})"
-                         if docnos else "no docnos to delete")
-    deleted = np.union1d(index.deleted, rows)
-    meta, source = index.meta, index.folder
+    if not docnos:
+        raise InputError("no docnos to delete")
 
     def write(folder: Path) -> dict:
+        meta, source = index.meta, index.folder
+        rows = index.docno_lookup.get_indexer(docnos)
+        if (rows < 0).any():
+            absent = [d for d, row in zip(docnos, rows, strict=True) if row < 0]
+            raise InputError(f"{len(absent)} docno(s) to delete are not in {index.path} (e.g. {absent[:5]})")
+        deleted = np.union1d(index.deleted, rows)
         _link_rest(source, folder, also=(*vector_files(meta), DOCNOS_FILE), structures=True)
         write_deleted(folder, deleted)
         return _meta(meta, count=meta["count"], deleted=deleted)
@@ -91,17 +93,17 @@ def delete(index: DenseIndex, docnos: Iterable[str]) -> DenseIndex:
 
 def compact(index: DenseIndex) -> DenseIndex:
     """Rewrite the index without its deleted rows (a new generation; row numbers change)."""
-    live = np.setdiff1d(np.arange(len(index)), index.deleted)
-    meta, source = index.meta, index.folder
-    docnos = index.docnos[live]
 
     def write(folder: Path) -> dict:
+        meta, source = index.meta, index.folder
+        live = np.setdiff1d(np.arange(len(index)), index.deleted)
         for name in vector_files(meta):
             if (source / name).exists():
                 stored = np.memmap(source / name, dtype=index.dtype, mode="r", shape=(len(index), index.dim))
                 with open(folder / name, "wb") as out:
                     for start in range(0, len(live), 65536):
                         out.write(np.ascontiguousarray(stored[live[start : start + 65536]]).tobytes())
+        docnos = index.docnos[live]
         (folder / DOCNOS_FILE).write_text("".join(d + "\n" for d in docnos), encoding="utf-8")
         _link_rest(source, folder)
         return _meta(meta, count=len(live), deleted=np.zeros(0, dtype=np.int64))
@@ -113,7 +115,7 @@ def _meta(meta: dict, *, count: int, deleted: np.ndarray, normalized: bool | Non
     changed = {"count": int(count), "deleted": len(deleted), "build_id": uuid.uuid4().hex}
     if normalized is not None:
         changed["normalized"] = bool(normalized)
-    return {k: v for k, v in meta.items() if k != "files"} | changed
+    return {k: v for k, v in meta.items() if k not in ("files", "checksums")} | changed
 
 
 def _link_rest(source: Path, folder: Path, also: tuple[str, ...] = (), structures: bool = False) -> None:

@@ -44,6 +44,7 @@ from pt_dense.index.layout import (
     read_meta,
     vector_dtype,
     vector_files,
+    verified,
 )
 from pt_dense.index.package import package_files
 from pt_dense.index.refresh import refresh_index
@@ -58,8 +59,16 @@ class DenseIndex(pt.Artifact):
     ARTIFACT_FORMAT = ARTIFACT["format"]
     ARTIFACT_PACKAGE_HINT = ARTIFACT["package_hint"]
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, verify: bool = True):
+        """Open (or name, before it is built) the index at ``path``.
+
+        Args:
+            path: the index folder.
+            verify: check each file against the SHA-256 recorded when its generation was published, on its first
+                read in this process (about 1 s per GB of vectors, once); ``False`` trusts the files as they are.
+        """
         super().__init__(Path(path).expanduser())
+        self.verify = verify
         self._generation: Generation | None = None
 
     def __repr__(self) -> str:
@@ -129,11 +138,11 @@ class DenseIndex(pt.Artifact):
     @cached_property
     def vectors(self) -> np.ndarray:
         """All vectors as a read-only memory map (count x dim, in :attr:`dtype`; compute on float32 copies)."""
-        return _memmap(self.folder / vector_files(self.meta)[0], len(self), self.dim, self.dtype)
+        return _memmap(self._checked(vector_files(self.meta)[0]), len(self), self.dim, self.dtype)
 
     @cached_property
     def docnos(self) -> np.ndarray:
-        return read_docnos(self.folder, len(self))
+        return read_docnos(self.folder, self._verifiable_meta)
 
     @cached_property
     def docno_column(self) -> pd.api.extensions.ExtensionArray:
@@ -144,7 +153,7 @@ class DenseIndex(pt.Artifact):
     @cached_property
     def deleted(self) -> np.ndarray:
         """Sorted row numbers of deleted documents (never returned; gone after :meth:`compact`)."""
-        return read_deleted(self.folder, len(self))
+        return read_deleted(self.folder, self._verifiable_meta)
 
     @property
     def live_count(self) -> int:
@@ -252,7 +261,32 @@ class DenseIndex(pt.Artifact):
     @property
     def base_vectors(self) -> np.ndarray:
         """The vectors the index was built with (what a refresh starts from), memory-mapped in :attr:`dtype`."""
-        return _memmap(self.base_file, len(self), self.dim, self.dtype)
+        return _memmap(self._checked(self.base_file.name), len(self), self.dim, self.dtype)
+
+    @property
+    def _verifiable_meta(self) -> dict:
+        """meta.json, less its checksums when this object trusts its files (``verify=False``)."""
+        return self.meta if self.verify else {k: v for k, v in self.meta.items() if k != "checksums"}
+
+    def _checked(self, name: str) -> Path:
+        """The path of the generation's file ``name``, verified against its checksum unless ``verify=False``."""
+        return verified(self.folder, self._verifiable_meta, name) if len(self) else self.folder / name
+
+    def verify_files(self) -> dict[str, str]:
+        """Hash every file of the generation this object reads against meta.json (what ``pt-dense verify`` runs).
+
+        Returns:
+            {file name: "ok"} for the files checked; files of an index older than checksums are "unrecorded".
+
+        Raises:
+            IndexFormatError: a file is missing, has another size, or holds other bytes than were published.
+        """
+        recorded = self.meta.get("checksums")
+        if recorded is None:
+            return {name: "unrecorded" for name in sorted(self.meta.get("files") or {})}
+        for name in sorted(recorded):
+            verified(self.folder, self.meta, name, again=True)
+        return {name: "ok" for name in sorted(recorded)}
 
     @property
     def base_fingerprint(self) -> str | None:

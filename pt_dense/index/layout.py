@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pt_dense.errors import IndexFormatError, InputError
+from pt_dense.io.checksums import verify
 from pt_dense.io.files import read_json
 
 FORMAT = "pt_dense.dense_index"
@@ -97,13 +98,27 @@ def check_files(folder: Path, meta: dict) -> None:
                                    f"was truncated or appended to; {REBUILD}")
 
 
-def read_docnos(folder: Path, count: int) -> np.ndarray:
-    """The docnos of a generation, one a line; exactly ``count`` non-empty ones or an IndexFormatError."""
-    path = folder / DOCNOS_FILE
+def verified(folder: Path, meta: dict, name: str, data: bytes | None = None, *, again: bool = False) -> Path:
+    """``folder / name``, checked against the SHA-256 its meta.json recorded (once per process unless ``again``;
+    ``data``: its bytes, when already read); an IndexFormatError if its content changed since it was published."""
+    path = folder / name
+    verify(path, (meta.get("checksums") or {}).get(name), IndexFormatError, REBUILD, data, again=again)
+    return path
+
+
+def read_docnos(folder: Path, meta: dict) -> np.ndarray:
+    """The docnos of a generation, one a line; exactly ``meta["count"]`` non-empty ones, as published, or an
+    IndexFormatError."""
+    path, count = folder / DOCNOS_FILE, meta["count"]
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError as err:
         raise IndexFormatError(f"{path} is missing: {REBUILD}") from err
+    verified(folder, meta, DOCNOS_FILE, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise IndexFormatError(f"{path} is not UTF-8 text ({err}): {REBUILD}") from err
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -114,12 +129,14 @@ def read_docnos(folder: Path, count: int) -> np.ndarray:
     return np.array(lines, dtype=object)
 
 
-def read_deleted(folder: Path, count: int) -> np.ndarray:
-    """The sorted row numbers of deleted documents (none when the generation has no tombstones)."""
-    path = folder / DELETED_FILE
+def read_deleted(folder: Path, meta: dict) -> np.ndarray:
+    """The sorted row numbers of deleted documents (none when the generation has no tombstones), as published."""
+    path, count = folder / DELETED_FILE, meta["count"]
     if not path.exists():
         return np.zeros(0, dtype=np.int64)
-    rows = np.fromfile(path, dtype=np.int64)
+    data = path.read_bytes()
+    verified(folder, meta, DELETED_FILE, data)
+    rows = np.frombuffer(data, dtype=np.int64)
     if len(rows) and (rows.min() < 0 or rows.max() >= count or (np.diff(rows) <= 0).any()):
         raise IndexFormatError(f"{path} holds row numbers outside 0..{count - 1} or out of order: {REBUILD}")
     return rows

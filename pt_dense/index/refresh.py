@@ -32,29 +32,32 @@ CHUNK = 65536
 
 def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                   keep_fresh_sample: bool = True) -> DenseIndex:
-    """Write the refreshed version of ``index`` at ``path`` (default: in place, as a new generation); return it."""
-    meta = index.meta
-    base_encoder = meta.get("base_encoder") or meta.get("encoder") or {}
+    """Write the refreshed version of ``index`` at ``path`` (default: in place, as a new generation); return it.
+
+    In place, everything is read from the generation current under the writer lock (a change published while the
+    corrector was fitted is refreshed too, never lost)."""
     if corrector.dim != index.dim:
         raise InputError(f"the corrector maps {corrector.dim}-d vectors but the index holds {index.dim}-d ones")
-    if corrector.source and index.base_fingerprint and corrector.source != index.base_fingerprint:
-        raise EncoderMismatchError(
-            f"the corrector maps vectors of encoder {corrector.source[:12]}, but the base vectors of {index.path} "
-            f"come from {index.base_fingerprint[:12]}: fit the corrector on this index (Corrector.fit(index, ...))")
     if not corrector.target.get("fingerprint"):
         raise InputError("the corrector does not say which encoder it stands for: build it with Corrector.fit")
     dest = Path(path).expanduser() if path else index.path
     in_place = dest.absolute() == index.path.absolute()
     target = index if in_place else type(index)(dest)
-    base_file, base, docnos_file = index.base_file, index.base_vectors, index.folder / DOCNOS_FILE
-    rows, fresh = corrector.fresh_positions(index.docno_lookup)
-    if not keep_fresh_sample:
-        rows, fresh = rows[:0], fresh[:0]
-    started = time.perf_counter()
-
-    vectors_name, base_name = vector_files(meta)
 
     def write(folder: Path) -> dict:
+        started = time.perf_counter()
+        meta = index.meta
+        if corrector.source and index.base_fingerprint and corrector.source != index.base_fingerprint:
+            raise EncoderMismatchError(
+                f"the corrector maps vectors of encoder {corrector.source[:12]}, but the base vectors of "
+                f"{index.path} come from {index.base_fingerprint[:12]}: fit the corrector on this index "
+                "(Corrector.fit(index, ...))")
+        base_encoder = meta.get("base_encoder") or meta.get("encoder") or {}
+        base_file, base, docnos_file = index.base_file, index.base_vectors, index.folder / DOCNOS_FILE
+        rows, fresh = corrector.fresh_positions(index.docno_lookup)
+        if not keep_fresh_sample:
+            rows, fresh = rows[:0], fresh[:0]
+        vectors_name, base_name = vector_files(meta)
         link_or_copy(base_file, folder / base_name)
         link_or_copy(docnos_file, folder / DOCNOS_FILE)
         if (docnos_file.parent / DELETED_FILE).exists():  # the tombstones stay
@@ -68,7 +71,7 @@ def refresh_index(index: DenseIndex, corrector, path: str | Path | None = None, 
                 normalized = normalized and bool(np.all(np.abs(np.linalg.norm(chunk, axis=1) - 1) < 1e-3))
                 out.write(chunk.astype(index.dtype, copy=False).tobytes())
         corrector.save(folder / "corrector")
-        return {k: v for k, v in meta.items() if k != "files"} | {
+        return {k: v for k, v in meta.items() if k not in ("files", "checksums")} | {
             "encoder": corrector.target, "accepts": [corrector.target["fingerprint"]], "base_encoder": base_encoder,
             "normalized": normalized, "build_id": uuid.uuid4().hex,
             "refreshed": {"corrector": corrector.config(), "fresh_rows_kept": len(rows),
