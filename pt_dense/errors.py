@@ -46,3 +46,7 @@ class PromptsUnsupportedError(InputError):
 
 class BaseModelMismatchError(PtDenseError):
     """A saved adapter's base model, found by name, is not the one it was trained on (its content hash differs)."""
+
+
+class IndexReadOnlyError(PtDenseError, PermissionError):
+    """A change asked of an index (or an output folder) this user may not write."""

@@ -205,7 +205,7 @@ def test_two_processes_give_the_gradients_of_one_process_on_the_global_batch(tmp
     mp.spawn(_distributed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     single = _gradients(no_dropout_encoder(), _global_batch(), world=1)
     for rank in (0, 1):
-        distributed = torch.load(tmp_path / f"rank{rank}.pt")
+        distributed = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert distributed.keys() == single.keys()
         for name, grad in single.items():
             torch.testing.assert_close(distributed[name], grad, atol=1e-6, rtol=1e-4, msg=name)

@@ -24,15 +24,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pt_dense.errors import IndexFormatError
-from pt_dense.index.layout import META_FILE
-from pt_dense.io.atomic import fsync, remove_dead, replace_file
+from pt_dense.errors import IndexFormatError, IndexReadOnlyError
+from pt_dense.index.layout import META_FILE, REBUILD
+from pt_dense.io.atomic import follow_umask, fsync, remove_dead, replace_file
 
 CURRENT_FILE = "CURRENT"
 WRITE_LOCK = ".lock"
 READERS_FILE = ".readers"
 GENERATION = re.compile(r"gen-(\d{6,})")
-LEFTOVER = re.compile(r"\.(tmp|trash)-(?P<pid>\d+)-")
+#: what killed writers leave: generation folders (``.tmp-<pid>-*``, ``.trash-<pid>-*``) and CURRENT's temporary file
+LEFTOVER = re.compile(rf"\.(?:{CURRENT_FILE}\.)?(tmp|trash)-(?P<pid>\d+)-")
 OPEN_ATTEMPTS = 1000
 
 
@@ -82,20 +83,35 @@ def open_newest(index_dir: Path) -> Generation:
         try:
             fd = os.open(folder / READERS_FILE, os.O_RDONLY)
         except FileNotFoundError:
+            if folder.is_dir() and not (folder / READERS_FILE).exists() and (folder / META_FILE).exists():
+                return Generation(folder)  # copied without its hidden files: readable, not pinned
             continue  # removed after CURRENT was read: a newer one is current now
+        except PermissionError:
+            return Generation(folder)  # another user's index that we may read but not lock: read it unpinned
         fcntl.flock(fd, fcntl.LOCK_SH)
         if (folder / META_FILE).exists():
             return Generation(folder, fd)
-        os.close(fd)  # renamed away for removal while we waited for the lock
+        os.close(fd)
+        if folder.is_dir():  # still there under its name: not renamed away for removal, its meta.json is gone
+            raise IndexFormatError(f"{folder / META_FILE} is missing (CURRENT names {folder.name}): {REBUILD}")
+        # renamed away for removal while we waited for the lock: read CURRENT again
     raise IndexFormatError(f"{index_dir}: CURRENT kept naming removed generations; is another program deleting "
                            "them? Check the folder's gen-* entries against CURRENT")
 
 
 @contextlib.contextmanager
 def write_lock(index_dir: Path) -> Iterator[None]:
-    """Hold the index's writer lock (blocking until other writers are done)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(index_dir / WRITE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold the index's writer lock (blocking until other writers are done).
+
+    Raises:
+        IndexReadOnlyError: this user may not write the index (its folder or lock file is read-only).
+    """
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(index_dir / WRITE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError as err:
+        raise IndexReadOnlyError(f"cannot change {index_dir}: this user may not write it ({err.strerror}: "
+                                 f"{err.filename}); search it as it is, or copy it to a folder you own") from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -108,7 +124,7 @@ def new_generation(index_dir: Path) -> Iterator[Path]:
     """Yield an empty folder to write a generation into; when the block succeeds the folder becomes the next
     generation and CURRENT names it. Call within :func:`write_lock`."""
     remove_leftovers(index_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=index_dir))
+    tmp = follow_umask(Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=index_dir)))
     try:
         yield tmp
         (tmp / READERS_FILE).touch()

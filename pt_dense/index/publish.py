@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pt_dense.errors import IndexExistsError, IndexFormatError
+from pt_dense.errors import IndexExistsError, IndexFormatError, IndexReadOnlyError
 from pt_dense.index.generations import current_name, new_generation, remove_unheld, write_lock
 from pt_dense.index.layout import ARTIFACT, ARTIFACT_FILE, BASE_FILE, DOCNOS_FILE, META_FILE, VECTORS_FILE
 from pt_dense.io.atomic import atomic_dir
@@ -32,7 +32,21 @@ def publish(index: DenseIndex, write: Callable[[Path], dict], *, overwrite: bool
     writers in any processes, or two objects on one path, each build on the other's result and nothing is lost.
     An index that exists already is an :class:`IndexExistsError` unless ``overwrite`` (checked before any work and
     again under the writer lock). If ``write`` raises, nothing changes.
+
+    Raises:
+        IndexExistsError: the index exists and ``overwrite`` is False.
+        IndexReadOnlyError: this user may not write the index's folder.
     """
+    try:
+        return _publish(index, write, overwrite)
+    except PermissionError as err:
+        if isinstance(err, IndexReadOnlyError):
+            raise
+        raise IndexReadOnlyError(f"cannot write {index.path}: {err.strerror} ({err.filename}); write to a folder "
+                                 "this user owns") from err
+
+
+def _publish(index: DenseIndex, write: Callable[[Path], dict], overwrite: bool) -> DenseIndex:
     refuse_existing(index, overwrite)
     if not index.path.exists():
         with atomic_dir(index.path) as tmp:  # a new index appears whole, or not at all

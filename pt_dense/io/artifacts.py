@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tarfile
 from hashlib import sha256
 from pathlib import Path
 from urllib.parse import ParseResult, unquote, urlunparse
 
-from pt_dense.errors import InputError
+from pt_dense.errors import IndexExistsError, InputError
+from pt_dense.io.atomic import atomic_dir
 from pt_dense.io.files import read_json
+
+#: group and other write permission bits: an unpacked artifact carries neither
+SHARED_WRITE = 0o022
 
 
 def file_url_resolver(parsed_url: ParseResult) -> str:
@@ -53,10 +58,12 @@ def unpack_package(package: Path, url: str | None = None) -> Path:
     key = sha256((url or package.absolute().as_uri()).encode()).hexdigest()  # as PyTerrier keys a download
     dest = Path(pt.io.pyterrier_home()) / "artifacts" / key
     if dest.exists():
-        return dest
+        return check_unpacked(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         _extract(package, segments, info.get("expected_sha256"), dest)
+    except IndexExistsError:  # another process unpacked the same package meanwhile
+        return check_unpacked(dest)
     except InputError:
         raise
     except ValueError as err:  # PyTerrier's HashReader: the bytes are not those the package was built with
@@ -66,13 +73,31 @@ def unpack_package(package: Path, url: str | None = None) -> Path:
     return dest
 
 
+def check_unpacked(folder: Path) -> Path:
+    """``folder`` if only this user can change it; an unpacked artifact that another user owns or may write (they
+    could have replaced its files) is refused."""
+    for path in (folder, *folder.rglob("*")):
+        stat = path.lstat()
+        if stat.st_uid != os.geteuid() or stat.st_mode & SHARED_WRITE or path.is_symlink():
+            raise InputError(f"{path} (in the unpacked artifact {folder}) is owned by another user, writable by "
+                             "others or a link: it is not trusted. Remove the folder and load the package again")
+    return folder
+
+
+def _protect(folder: Path) -> None:
+    """Make what was unpacked writable by this user alone, whatever the umask (PyTerrier leaves it 0777)."""
+    for path in (folder, *folder.rglob("*")):
+        os.chmod(path, path.stat().st_mode & ~SHARED_WRITE)
+
+
 def _extract(package: Path, segments: list[Path], expected_sha256: str | None, dest: Path) -> None:
-    """Stream the package's tar (lz4-compressed when named so) into ``dest``, which appears only when complete."""
+    """Stream the package's tar (lz4-compressed when named so) into ``dest``, which appears only when complete and
+    writable by this user alone."""
     import pyterrier as pt
     from lz4.frame import LZ4FrameFile
 
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(pt.io.finalized_directory(str(dest)))
+        out = str(stack.enter_context(atomic_dir(dest)))
         if segments:
             raw = stack.enter_context(pt.io.MultiReader(open(s, "rb") for s in segments))  # noqa: SIM115
         else:
@@ -84,12 +109,13 @@ def _extract(package: Path, segments: list[Path], expected_sha256: str | None, d
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
                     if (member.isfile() or member.isdir()) and pt.io.path_is_under_base(member.path, out):
-                        tar.extract(member, out, set_attrs=False)
+                        tar.extract(member, out, set_attrs=False, filter="data")
             while stream.read(1 << 20):  # to the end, so the hash covers every byte
                 pass
+            _protect(Path(out))
         except (tarfile.TarError, RuntimeError, EOFError) as err:
             raise InputError(f"{package} is not a readable artifact package ({err}): rebuild it with "
                              "artifact.build_package()") from err
 
 
-__all__ = ["file_url_resolver", "unpack_package"]
+__all__ = ["check_unpacked", "file_url_resolver", "unpack_package"]

@@ -20,8 +20,12 @@ import torch
 
 from pt_dense.errors import InputError
 from pt_dense.io.atomic import atomic_dir, replace_file
+from pt_dense.training.safe_state import load_state, save_state
 
 RUN_FILE = "run.json"
+#: the optimiser, scheduler and RNG states: ``optimizer.json`` + ``optimizer.safetensors`` (data only, see
+#: :mod:`.safe_state`); ``optimizer.pt`` was a pickle, refused on resume
+STATE_STEM, PICKLED_STATE = "optimizer", "optimizer.pt"
 KEEP = 2
 #: settings that say how a run is watched or stopped, not what it computes: a resume may change them
 UNRECORDED = ("checkpoint_dir", "checkpoint_every", "resume", "progress", "max_steps")
@@ -85,9 +89,9 @@ def save(root: str | Path, encoder, optimizer, scheduler, state: dict, rank: int
     root = Path(root)
     with atomic_dir(root / f"step-{state['step']:08d}", overwrite=True) as tmp:
         encoder.save_trainable(tmp / "weights.pt")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        save_state({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                            "torch": torch.get_rng_state()}}, tmp / "optimizer.pt")
+                            "torch": torch.get_rng_state()}}, tmp / STATE_STEM)
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
     for old in sorted(root.glob("step-*"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
@@ -100,8 +104,11 @@ def latest(root: str | Path) -> Path | None:
 
 def load(folder: Path, encoder, optimizer, scheduler) -> dict:
     """Restore weights, optimiser, scheduler and RNG states from a checkpoint; returns the training state."""
+    if (folder / PICKLED_STATE).exists() and not Path(f"{folder / STATE_STEM}.json").exists():
+        raise InputError(f"{folder} was saved by an older pt_dense, whose optimiser state is a pickle that can run "
+                         "code when loaded: it is not loaded. Start the run afresh (without resume)")
+    saved = load_state(folder / STATE_STEM)
     encoder.load_trainable(folder / "weights.pt")
-    saved = torch.load(folder / "optimizer.pt", weights_only=False)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     random.setstate(saved["rng"]["python"])
