@@ -36,7 +36,7 @@ from pt_dense.encoders.onnx_export import cached_export
 from pt_dense.encoders.precision import ONNX_QUANTIZE, resolve_precision
 from pt_dense.encoders.stages import StageFactory
 from pt_dense.errors import InputError, MissingColumnsError
-from pt_dense.io.atomic import atomic_dir
+from pt_dense.io.atomic import atomic_dir, recover
 from pt_dense.io.hashing import state_hash
 from pt_dense.models import POOLINGS, Pooling, family_for, resolve
 
@@ -114,7 +114,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         (``1_Pooling``, ``modules.json``, ``sentence_bert_config.json``) or one saved by :meth:`save`, the preset of
         a known name (prefixes, pooling, max length), and keyword ``settings``.
         """
-        folder = Path(str(name_or_path)).expanduser()
+        folder = recover(Path(str(name_or_path)).expanduser())  # a save killed mid-replace leaves the old folder
         if is_adapter_folder(folder):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
             saved = read_folder_settings(folder)
             backbone, portable = load_base(folder, saved.get("base"), AutoModel)
