@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     rm.add_argument("--docnos-file", help="a file of docnos, one a line")
     rm.add_argument("--compact", action="store_true", help="then rewrite the index without the deleted rows")
 
+    verify = commands.add_parser("verify", help="check every file of a dense index against the SHA-256 recorded "
+                                 "when it was published")
+    verify.add_argument("index", help="the index folder")
+
     tr = commands.add_parser("train", help="fine-tune an encoder (LoRA or full) contrastively on a collection")
     tr.add_argument("--data", required=True)
     tr.add_argument("--split", default="train")
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handlers = {"eval": _eval, "demo": _demo, "index": _index, "merge": _merge, "add": _add, "delete": _delete,
                     "export": _export, "train": _train, "pretrain": _pretrain, "refresh": _refresh,
-                    "scaling": _scaling}
+                    "scaling": _scaling, "verify": _verify}
         return handlers[args.command](args)
     except PtDenseError as err:
         print(f"pt-dense: error: {err}", file=sys.stderr)
@@ -220,6 +224,16 @@ def _delete(args) -> int:
 
     index = delete_documents(args.index, args.docnos, args.docnos_file, compact=args.compact)
     print(f"{index.path}: {index.live_count} documents ({len(index.deleted)} deleted rows; {index.generation.name})")
+    return 0
+
+
+def _verify(args) -> int:
+    from pt_dense.index import DenseIndex
+
+    index = DenseIndex(args.index)
+    for name, state in index.verify_files().items():
+        print(f"{state:10} {name}")
+    print(f"{index.path} ({index.generation.name}): every file as published")
     return 0
 
 
