@@ -1,4 +1,4 @@
-"""Fault or bad input -> what pt_dense does: every case of issue 13, fed for real, one row each (README's table).
+"""Fault or bad input -> what pt_dense does: each case of issues 13 and 26, fed for real, one row each (README's table).
 
 Each case runs on tiny random models and synthetic vectors in a temporary folder: it records the outcome (the
 result, or the error's class and message) and whether everything on disk survived. Usage::
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _faults_26 import cases_26
 from transformers import BertConfig, BertModel, BertTokenizer
 
 import pt_dense.index.structures as structures_module
@@ -273,7 +274,7 @@ def main() -> None:
         root = Path(tmp)
         os.environ["PT_DENSE_CACHE"] = str(root / "cache")  # a fresh cache: nothing built before counts
         rows = []
-        for case, action, kept in cases(root):
+        for case, action, kept in [*cases(root), *cases_26(root / "issue-26")]:
             did = outcome(action).replace(tmp, "<tmp>")
             rows.append({"fault or bad input": case, "what pt_dense does": did,
                          "nothing lost": "yes" if kept() else "NO"})
