@@ -54,7 +54,9 @@ def kill_at(delay: float, *args: str) -> bool:
 def top(index: DenseIndex) -> list[str]:
     query = np.zeros(index.dim, np.float32)
     query[0] = 1
-    return index.retriever(k=5)(pd.DataFrame({"qid": ["1"], "query_vec": [query]}))["docno"].tolist()
+    # a plain vector carries no encoder: vouch for it as the encoder the index stands for (None: foreign vectors)
+    retriever = index.retriever(k=5, encoder=index.fingerprint)
+    return retriever(pd.DataFrame({"qid": ["1"], "query_vec": [query]}))["docno"].tolist()
 
 
 def fingerprint_of_contents(path: Path) -> tuple:

@@ -25,7 +25,7 @@ from pt_dense.scaling import (
     run_grid,
     truncated_encoder,
 )
-from pt_dense.scaling.grid import _dev_split, annotation_pairs, dev_validator, unseen_queries
+from pt_dense.scaling.grid import _dev_split, annotation_pairs, dev_validator, study_encoder, unseen_queries
 from pt_dense.scaling.measure import sample_negatives
 
 
@@ -250,8 +250,7 @@ def test_grid_cells_stop_early_on_dev_and_never_end_worse_than_their_start(tmp_p
     test_qrels = data.qrels("test")
     unseen = unseen_queries(test_qrels, set(pairs["docno"]))
     assert 0 < len(unseen) < 10 and not set(test_qrels[test_qrels["qid"].isin(unseen)]["docno"]) & set(pairs["docno"])
-    start = BiEncoder.from_pretrained(str(tmp_path / "model"), query_max_length=32, doc_max_length=128,
-                                      precision="fp32")
+    start = study_encoder(str(tmp_path / "model"), 32, 128, precision="fp32")  # as the grid makes its base
     start_dev_L = -dev_validator(dev_topics, dev_qrels, texts, config)(truncated_encoder(start, 2))
     for cell in (small, large):
         assert cell["dev_L"] <= start_dev_L + 1e-6 and cell["best_step"] % 2 == 0 and cell["steps"] <= 30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +30,13 @@ def report_progress_to(sink: Callable[[int], None]) -> Iterator[None]:
         _PROGRESS_SINK.reset(token)
 
 
+def check_batch_size(value, name: str = "batch_size") -> int:
+    """``value`` as a batch size (a whole number of at least 1), or :class:`InputError` naming the range."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def check_side(side: str) -> None:
     if side not in SIDE_NAMES:
         raise InputError(f"side must be 'query' or 'doc', not {side!r}")
@@ -52,8 +60,7 @@ def encode_sorted(ids: list[list[int]], run: Callable[[list[list[int]]], np.ndar
     The batches are formed from the length-sorted texts (each padded only to its own longest) but run in a fixed
     shuffled order, so the work per batch does not drift from the longest texts to the shortest and the progress
     bar's rate, and its ETA, hold from the first batches on."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
+    batch_size = check_batch_size(batch_size)
     sink = _PROGRESS_SINK.get()
     show = progress if progress is not None else len(ids) >= PROGRESS_MIN_TEXTS and sink is None
     if 0 < len(ids) <= batch_size and not show and sink is None:  # one batch (e.g. one query): nothing to arrange

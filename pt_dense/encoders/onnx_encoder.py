@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
-from pt_dense.encoders.stages import StageFactory
+from pt_dense.encoders.batching import SIDE_NAMES, check_batch_size, check_side, encode_sorted, pad
+from pt_dense.encoders.stages import StageFactory, stamped
 from pt_dense.errors import InputError
 
 CONFIG_NAME = "config.json"
@@ -48,6 +48,11 @@ class OnnxEncoder(StageFactory):
         self.batch_size = batch_size
         self.name = self.config.get("name", self.folder.name)
         self.pad_id = int(self.config.get("pad_token_id", 0))
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "batch_size":  # the one setting that is not the export's: checked whenever it is set
+            value = check_batch_size(value)
+        object.__setattr__(self, name, value)
 
     @classmethod
     def from_dir(cls, folder: str | Path, **kwargs) -> OnnxEncoder:
@@ -81,12 +86,14 @@ class OnnxEncoder(StageFactory):
 
     def encode(self, texts: Sequence[str], side: str = "doc", *, batch_size: int | None = None,
                progress: bool | None = None) -> np.ndarray:
-        """float32 vectors in input order; length-sorted batches, as BiEncoder.encode."""
+        """float32 vectors in input order; length-sorted batches, as BiEncoder.encode. The matrix (and each of its
+        rows) carries the exported encoder's fingerprint (an :class:`~pt_dense.encoders.stages.EncodedVector`)."""
         check_side(side)
         if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return encode_sorted(self.tokenize(texts, side), self._run, self.dim, batch_size or self.batch_size,
-                             progress=progress, desc=f"encoding {SIDE_NAMES[side]} (onnx)")
+            return stamped(np.zeros((0, self.dim), dtype=np.float32), self.fingerprint)
+        vectors = encode_sorted(self.tokenize(texts, side), self._run, self.dim, batch_size or self.batch_size,
+                                progress=progress, desc=f"encoding {SIDE_NAMES[side]} (onnx)")
+        return stamped(vectors, self.fingerprint)
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
         input_ids, mask = pad(ids, self.pad_id)

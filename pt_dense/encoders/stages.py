@@ -1,17 +1,25 @@
 """PyTerrier stages around an encoder: query encoder, document encoder, and a text re-ranker.
 
-Every query vector a stage makes is an :class:`EncodedVector`: a float32 row that carries the fingerprint of the
-encoder that made it, so the identity travels with the vector itself through merges, concatenation, copies and
-pickling (a frame's ``attrs`` would be dropped by most pandas operations), and an index can refuse another
-encoder's vectors wherever they come from.
+Every vector an encoder makes (``encode()`` and the stages alike) is an :class:`EncodedVector`: a float32 row (or
+matrix) that carries the fingerprint of the encoder that made it, so the identity travels with the vector itself
+through merges, concatenation, copies and pickling (a frame's ``attrs`` would be dropped by most pandas
+operations), and an index can refuse another encoder's vectors wherever they come from.
+
+A vector can lose its stamp (``np.array(v)``, a parquet or CSV round trip, ``tolist()``, arithmetic on it, vectors
+made outside pt_dense): an index that knows its encoder then cannot tell where it came from, and its stages refuse
+it unless they are told the encoder (``index.retriever(encoder=enc)``, ``index.scorer(encoder=enc)``,
+``index.add(docs, encoder=enc)``; see :meth:`pt_dense.index.DenseIndex.check_vectors`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pt_dense.errors import InputError
 from pt_dense.io.frames import ranked_order, take_rows
 from pt_dense.io.validation import clean_texts, require_columns
 
@@ -20,13 +28,20 @@ ENCODER_KEY = "_pt_dense_encoder"
 
 
 class EncodedVector(np.ndarray):
-    """A vector (or matrix) that knows the fingerprint of the encoder that made it (``.encoder``); numpy views,
-    slices and copies keep it, and so does pickling."""
+    """A vector (or matrix) that knows the fingerprint of the encoder that made it (``.encoder``).
+
+    Views, slices, row selections, copies and pickling keep it; arithmetic (any numpy ufunc: ``v * 2``,
+    ``v / norm``, ``a + b``) makes a new vector that no encoder made, a plain ndarray without a stamp.
+    """
 
     encoder: str | None = None
 
     def __array_finalize__(self, obj) -> None:
         self.encoder = getattr(obj, "encoder", None)
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        plain = np.asarray(array)
+        return plain[()] if return_scalar else plain
 
     def __reduce__(self):
         constructor, args, state = super().__reduce__()[:3]
@@ -37,16 +52,52 @@ class EncodedVector(np.ndarray):
         super().__setstate__(array_state)
 
 
-def stamp(vectors: np.ndarray, fingerprint: str) -> list[EncodedVector]:
-    """The rows of ``vectors`` as :class:`EncodedVector` s made by the encoder ``fingerprint``."""
+def stamped(vectors: np.ndarray, fingerprint: str) -> EncodedVector:
+    """``vectors`` (a matrix, or one row) as an :class:`EncodedVector` made by the encoder ``fingerprint`` (a view:
+    nothing is copied); its rows (``list(...)``, iteration, indexing) carry the stamp too."""
     matrix = np.asarray(vectors).view(EncodedVector)
     matrix.encoder = fingerprint
-    return list(matrix)
+    return matrix
 
 
-def encoders_of(vectors) -> set[str]:
+def stamp(vectors: np.ndarray, fingerprint: str) -> list[EncodedVector]:
+    """The rows of ``vectors`` as :class:`EncodedVector` s made by the encoder ``fingerprint`` (a frame column)."""
+    return list(stamped(vectors, fingerprint))
+
+
+def fingerprint_of(vector) -> str | None:
+    """The fingerprint a vector carries, or None if it carries none (it lost its stamp, or was made elsewhere)."""
+    return getattr(vector, "encoder", None)
+
+
+def encoders_of(vectors: Iterable) -> set[str]:
     """The fingerprints carried by a column (or list) of vectors; vectors made elsewhere carry none."""
     return {encoder for v in vectors if (encoder := getattr(v, "encoder", None))}
+
+
+def origins(vectors: Iterable) -> tuple[set[str], int]:
+    """(the fingerprints a column or list of vectors carries, how many of its vectors carry none), in one pass."""
+    fingerprints = [getattr(v, "encoder", None) for v in vectors]
+    unstamped = fingerprints.count(None)
+    return set(fingerprints) - {None}, unstamped
+
+
+def fingerprint_for(encoder) -> str | None:
+    """The fingerprint of ``encoder``, given as an encoder (anything with ``fingerprint``: TorchEncoder, BiEncoder,
+    OnnxEncoder), one of its stages (``enc.query_encoder()``), or a fingerprint string; None for None.
+
+    Raises:
+        InputError: ``encoder`` is none of these, or does not know its fingerprint.
+    """
+    if encoder is None or isinstance(encoder, str):
+        return encoder
+    fingerprint = getattr(encoder, "fingerprint", None)
+    if fingerprint is None:  # a stage of an encoder: the encoder it runs
+        fingerprint = getattr(getattr(encoder, "encoder", None), "fingerprint", None)
+    if not isinstance(fingerprint, str):
+        raise InputError(f"encoder= takes a pt_dense encoder (TorchEncoder, BiEncoder, OnnxEncoder), one of its "
+                         f"stages, or an encoder's fingerprint; {type(encoder).__name__} has no fingerprint")
+    return fingerprint
 
 
 class StageFactory:
@@ -104,8 +155,8 @@ class QueryEncoder(_EncoderStage):
         queries = inp["query"].to_numpy()
         clean_texts(queries, inp["qid"].to_numpy(), "query")
         unique, inverse = np.unique(queries.astype(str), return_inverse=True)
-        vectors = self.encoder.encode(list(unique), "query", batch_size=self.batch_size)
-        return inp.assign(query_vec=stamp(vectors[inverse], self.encoder.fingerprint))
+        vectors = self.encoder.encode(list(unique), "query", batch_size=self.batch_size)  # stamped by the encoder
+        return inp.assign(query_vec=list(_stamped_by(vectors, self.encoder)[inverse]))
 
 
 class DocEncoder(_EncoderStage):
@@ -125,7 +176,7 @@ class DocEncoder(_EncoderStage):
         require_columns(inp.columns, self.required, self)
         texts = clean_texts(inp["text"].to_numpy(), inp["docno"].to_numpy(), "document text")
         vectors = self.encoder.encode(texts, "doc")
-        return inp.assign(doc_vec=stamp(vectors, self.encoder.fingerprint))
+        return inp.assign(doc_vec=list(_stamped_by(vectors, self.encoder)))
 
     def transform_iter(self, inp):
         """Records in, records out; each also names the encoder (ENCODER_KEY), which an indexer records."""
@@ -158,3 +209,9 @@ class TextScorer(_EncoderStage):
         scores = np.einsum("ij,ij->i", np.stack(with_q["query_vec"].to_numpy()), doc_vecs)
         order, ranks = ranked_order(inp["qid"], scores)
         return take_rows(inp, order, {"score": scores[order], "rank": ranks})
+
+
+def _stamped_by(vectors: np.ndarray, encoder) -> EncodedVector:
+    """``vectors`` as ``encoder.encode`` returned them: stamped already by a pt_dense encoder, stamped here for any
+    other object with ``encode`` and ``fingerprint``."""
+    return vectors if fingerprint_of(vectors) else stamped(vectors, encoder.fingerprint)

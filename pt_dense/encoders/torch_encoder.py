@@ -10,6 +10,8 @@ is an :class:`~pt_dense.encoders.adapters.Adapter` object; training itself lives
 from __future__ import annotations
 
 import json
+import numbers
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -21,7 +23,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from pt_dense.encoders.adapters import Adapter, Lora, Prompts, adapter_from_config, is_adapter_folder
-from pt_dense.encoders.batching import SIDE_NAMES, check_side, encode_sorted, pad
+from pt_dense.encoders.batching import SIDE_NAMES, check_batch_size, check_side, encode_sorted, pad
 from pt_dense.encoders.loading import (
     BASE_FOLDER,
     CONFIG_FILE,
@@ -34,7 +36,7 @@ from pt_dense.encoders.loading import (
 from pt_dense.encoders.onnx_encoder import OnnxEncoder
 from pt_dense.encoders.onnx_export import cached_export
 from pt_dense.encoders.precision import ONNX_QUANTIZE, resolve_precision
-from pt_dense.encoders.stages import StageFactory
+from pt_dense.encoders.stages import StageFactory, stamped
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.io.atomic import atomic_dir, recover
 from pt_dense.io.hashing import state_hash
@@ -44,7 +46,25 @@ Side = Literal["query", "doc"]
 
 #: the settings that, with the weights, define the vectors (the fingerprint hashes them)
 SETTING_KEYS = ("pooling", "normalize", "query_max_length", "doc_max_length", "query_prefix", "doc_prefix")
-__all__ = ["CONFIG_FILE", "SETTING_KEYS", "TorchEncoder"]
+#: the max length an encoder takes when none is given (capped at the model's positions)
+DEFAULT_MAX_LENGTH = 256
+__all__ = ["CONFIG_FILE", "DEFAULT_MAX_LENGTH", "SETTING_KEYS", "TorchEncoder"]
+
+#: how many parameters, buffers and submodules have been registered on any module of this process (torch calls the
+#: hooks below): while it stands still, the tensors an encoder listed are still its model's tensors
+_REGISTRATIONS = [0]
+
+
+def _registered(*_) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_registered)
+torch.nn.modules.module.register_module_buffer_registration_hook(_registered)
+torch.nn.modules.module.register_module_module_registration_hook(_registered)
+_VERSION = operator.attrgetter("_version")
+_UNSET = object()
+_DATA_PTR = torch.Tensor.data_ptr
 
 
 class TorchEncoder(StageFactory, pt.Transformer):
@@ -61,8 +81,8 @@ class TorchEncoder(StageFactory, pt.Transformer):
         *,
         pooling: Pooling = "mean",
         normalize: bool = True,
-        query_max_length: int = 256,
-        doc_max_length: int = 256,
+        query_max_length: int | None = None,
+        doc_max_length: int | None = None,
         query_prefix: str = "",
         doc_prefix: str = "",
         batch_size: int = 32,
@@ -72,37 +92,109 @@ class TorchEncoder(StageFactory, pt.Transformer):
         autocast: str | None = None,
         adapter: Adapter | None = None,
     ):
-        if pooling not in POOLINGS:
-            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        """Wrap ``model`` and ``tokenizer``.
+
+        Every setting is checked here and again whenever it is set in place (``enc.doc_max_length = 128``): a bad
+        value raises :class:`~pt_dense.errors.InputError` naming the allowed range. Max lengths run from the
+        family's special tokens to the model's positions (:attr:`position_limit`); left out, they are
+        ``DEFAULT_MAX_LENGTH`` capped at the positions.
+        """
         if autocast not in (None, "bf16"):
             raise InputError(f"autocast must be None or 'bf16', not {autocast!r}")
         if autocast:  # the older spelling of precision="bf16"
             precision = "bf16"
+        self._fingerprint: tuple[tuple, str] | None = None  # (the weights' versions it was computed at, the hash)
+        self._runtime = None  # ((fingerprint, precision), its OnnxEncoder) for an ONNX precision, made on first use
+        self._watched: tuple | None = None  # (model, registrations, its tensors) whose versions tell weight changes
         self.family = family_for(model)
-        if min(query_max_length, doc_max_length) < len(self.family.special_tokens):
-            raise InputError(f"max lengths must be at least {len(self.family.special_tokens)} tokens (room for "
-                             f"{' and '.join(self.family.special_tokens)})")
-        limit = self.family.max_length(model.config)  # the model's positions cap every max length
-        if limit:
-            query_max_length, doc_max_length = min(query_max_length, limit), min(doc_max_length, limit)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.pooling: Pooling = pooling
         self.normalize = normalize
-        self.query_max_length = query_max_length
-        self.doc_max_length = doc_max_length
+        default_length = min(DEFAULT_MAX_LENGTH, self.position_limit or DEFAULT_MAX_LENGTH)
+        self.query_max_length = default_length if query_max_length is None else query_max_length
+        self.doc_max_length = default_length if doc_max_length is None else doc_max_length
         self.query_prefix = query_prefix
         self.doc_prefix = doc_prefix
         self.batch_size = batch_size
         #: what was asked for ("auto" by default) and what encode() runs in here (see encoders/precision.py)
         self.requested_precision = precision
-        self.precision = resolve_precision(precision, self.device)
-        self._runtime = None  # the OnnxEncoder of an ONNX precision, made on first use
+        self.precision = precision
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.adapter = adapter or Adapter()
-        self._fingerprint: tuple[str, str] | None = None  # (the settings it was computed under, the hash)
         self._base_source: str | None = None
+
+    # ------------------------------------------------------------------ settings, checked whenever they are set
+    def __setattr__(self, name: str, value) -> None:
+        check = _CHECKS.get(name)
+        if check is not None:
+            value = check(self, name, value)
+        if (name in SETTING_KEYS or name in ("model", "adapter")) and self.__dict__.get(name, _UNSET) != value:
+            self.__dict__["_fingerprint"] = None  # the vectors change: so does the fingerprint (hashed again)
+        object.__setattr__(self, name, value)
+
+    @property
+    def position_limit(self) -> int | None:
+        """The most tokens (special tokens included) the model's positions allow: ``max_position_embeddings`` less
+        the family's offset (RoBERTa's padding offset, for instance); None if the model does not say."""
+        return self.family.max_length(self.model.config)
+
+    def _check_length(self, name: str, value) -> int:
+        low, high = len(self.family.special_tokens), self.position_limit
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not (
+                low <= value <= (high or value)):
+            allowed = f"from {low} to {high}" if high else f"of at least {low}"
+            why = f"room for {' and '.join(self.family.special_tokens)}"
+            if high:
+                config = self.model.config
+                offset = self.family.position_offset(config)
+                why += f"; the model has {config.max_position_embeddings} positions" + (
+                    f", less {offset} for its padding offset" if offset else "")
+            raise InputError(f"{name} must be a whole number of tokens {allowed} ({why}), not {value!r}")
+        return int(value)
+
+    def _check_batch_size(self, name: str, value) -> int:
+        return check_batch_size(value, name)
+
+    def _check_pooling(self, name: str, value) -> str:
+        if not isinstance(value, str) or value not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {value!r}")
+        return value
+
+    def _check_normalize(self, name: str, value) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"normalize must be True or False, not {value!r}")
+        return bool(value)
+
+    def _check_prefix(self, name: str, value) -> str:
+        if not isinstance(value, str):
+            raise InputError(f"{name} must be a string ('' for none), not {value!r}")
+        return value
+
+    def _check_precision(self, name: str, value) -> str:
+        """The precision ``value`` stands for on this encoder's device (see encoders/precision.py)."""
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"precision must be a string such as 'fp32' or 'int8', not {value!r}")
+        return resolve_precision(value, self.device)
+
+    def _check_device(self, name: str, value) -> torch.device:
+        """A device, and the model moved there (once the encoder has a model)."""
+        try:
+            device = torch.device(value)
+        except (RuntimeError, TypeError) as err:
+            raise InputError(f"device must be a torch device or its name ('cpu', 'cuda', 'cuda:1'), not {value!r}"
+                             ) from err
+        if device.type != "cpu" and self.__dict__.get("precision") in ONNX_QUANTIZE:
+            raise InputError(f"precision {self.precision!r} runs ONNX Runtime on the CPU; set precision='fp32' or "
+                             f"'bf16' before moving the encoder to {device}")
+        if "model" in self.__dict__:
+            try:
+                self.model.to(device)
+            except Exception as err:  # torch says why in its own words (e.g. "not compiled with CUDA")
+                raise InputError(f"device {value!r} cannot take the model here ({err}); use 'cpu' or an available "
+                                 "GPU") from err
+        return device
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -120,8 +212,9 @@ class TorchEncoder(StageFactory, pt.Transformer):
             backbone, portable = load_base(folder, saved.get("base"), AutoModel)
             adapter = adapter_from_config(saved, folder)
             defaults = {k: v for k, v in saved.items() if k in SETTING_KEYS} | {"name": saved.get("name", str(folder))}
-            encoder = cls(adapter.load(backbone, folder), load_pretrained(AutoTokenizer, str(folder), "tokenizer"),
-                          adapter=adapter, **(defaults | settings))
+            model = adapter.load(backbone, folder)
+            encoder = cls(model, load_pretrained(AutoTokenizer, str(folder), "tokenizer"), adapter=adapter,
+                          **(_capped(defaults, model) | settings))
             encoder._base_source = portable
             return encoder
         resolved = resolve(name_or_path)
@@ -131,7 +224,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         defaults = {"pooling": family_for(model).pooling, "name": str(name_or_path)}
         defaults |= {k: v for k, v in saved.items() if k in SETTING_KEYS or k == "name"}
         defaults |= resolved.preset.settings() if resolved.preset else {}
-        encoder = cls(model, tokenizer, **(defaults | settings))
+        encoder = cls(model, tokenizer, **(_capped(defaults, model) | settings))
         encoder._base_source = resolved.portable
         return encoder
 
@@ -249,16 +342,35 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     @property
     def fingerprint(self) -> str:
-        """A stable hash of the weights and the settings; an index records it and refuses other encoders."""
-        settings = json.dumps(self.settings(), sort_keys=True)
-        if self._fingerprint is None or self._fingerprint[0] != settings:  # a setting changed in place: hash again
-            self._fingerprint = settings, state_hash(self.model.state_dict(), prefix=settings.encode())
+        """A stable hash of the weights and the settings; an index records it and refuses other encoders.
+
+        It follows every change: a setting set in place, and weights changed in place (an optimiser step,
+        ``load_state_dict``, ``p.add_(...)`` under ``torch.no_grad()``, a replaced parameter), which torch records
+        in each tensor's version counter; reading it costs one look at those counters (about 20 microseconds for
+        MiniLM's 100 tensors) and a hash only when they moved. Writes through ``param.data`` or a numpy view
+        escape the counters: call :meth:`weights_changed` after those.
+        """
+        key = self._weights_key()
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            settings = json.dumps(self.settings(), sort_keys=True)
+            self.__dict__["_fingerprint"] = key, state_hash(self.model.state_dict(), prefix=settings.encode())
         return self._fingerprint[1]
 
+    def _weights_key(self) -> tuple:
+        """The version counters and storage addresses of the model's parameters and buffers: it changes whenever
+        a weight changes in place (the tensors are listed again when any module registers a new one)."""
+        watched = self._watched
+        if watched is None or watched[0] is not self.model or watched[1] != _REGISTRATIONS[0]:
+            watched = self.model, _REGISTRATIONS[0], [*self.model.parameters(), *self.model.buffers()]
+            self.__dict__["_watched"] = watched
+        tensors = watched[2]
+        return tuple(map(_VERSION, tensors)), tuple(map(_DATA_PTR, tensors))
+
     def weights_changed(self) -> None:
-        """Forget the cached fingerprint and ONNX runtime; call after changing the weights (training does)."""
-        self._fingerprint = None
-        self._runtime = None
+        """Forget the cached fingerprint and ONNX runtime. In-place changes are followed without it (see
+        :attr:`fingerprint`); call it after writing weights through ``param.data`` or a numpy view."""
+        self.__dict__["_fingerprint"] = None
+        self.__dict__["_runtime"] = None
 
     @property
     def autocast(self) -> str | None:
@@ -277,12 +389,13 @@ class TorchEncoder(StageFactory, pt.Transformer):
     def runtime(self):
         """The OnnxEncoder that :meth:`encode` runs for an ONNX precision (exported into the cache once per weights
         and settings), or None for the PyTorch precisions."""
-        if self.precision not in ONNX_QUANTIZE:
-            return None
-        fingerprint = self.fingerprint
-        if self._runtime is None or self._runtime[0] != fingerprint:  # the settings it was exported with
+        return self._runtime_for(self.fingerprint) if self.precision in ONNX_QUANTIZE else None
+
+    def _runtime_for(self, fingerprint: str):
+        key = fingerprint, self.precision  # the weights and settings it was exported with, and quantised to
+        if self._runtime is None or self._runtime[0] != key:
             folder = cached_export(self.exact(), ONNX_QUANTIZE[self.precision])
-            self._runtime = fingerprint, OnnxEncoder(folder, batch_size=self.batch_size)
+            self.__dict__["_runtime"] = key, OnnxEncoder(folder, batch_size=self.batch_size)
         return self._runtime[1]
 
     def __repr__(self) -> str:
@@ -333,15 +446,22 @@ class TorchEncoder(StageFactory, pt.Transformer):
     ) -> np.ndarray:
         """float32 vectors, one row per text, in input order, computed in :attr:`precision`.
 
-        Texts are sorted by token length so each batch is padded only to its own longest text.
+        Texts are sorted by token length so each batch is padded only to its own longest text. The matrix (and each
+        of its rows: ``list(enc.encode(...))`` makes a ``doc_vec`` column) is an
+        :class:`~pt_dense.encoders.stages.EncodedVector` carrying this encoder's :attr:`fingerprint`, which an
+        index checks.
         """
         check_side(side)
+        fingerprint = self.fingerprint
         if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return stamped(np.zeros((0, self.dim), dtype=np.float32), fingerprint)
+        return stamped(self._encode(texts, side, batch_size, progress, fingerprint), fingerprint)
 
-        runtime = self.runtime()
-        if runtime is not None:
-            return runtime.encode(texts, side, batch_size=batch_size or self.batch_size, progress=progress)
+    def _encode(self, texts: Sequence[str], side: Side, batch_size: int | None, progress: bool | None,
+                fingerprint: str) -> np.ndarray:
+        if self.precision in ONNX_QUANTIZE:
+            return self._runtime_for(fingerprint).encode(texts, side, batch_size=batch_size or self.batch_size,
+                                                         progress=progress)
 
         def run(batch: list[list[int]]) -> np.ndarray:
             return self.forward(self.collate(batch)).float().cpu().numpy()
@@ -379,3 +499,25 @@ class _HiddenStates(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def _capped(defaults: dict, model: torch.nn.Module) -> dict:
+    """``defaults`` (a folder's or a preset's settings, not the caller's) with their max lengths capped at the
+    model's positions: only a length the caller asks for is refused past them."""
+    limit = family_for(model).max_length(model.config)
+    return {k: min(v, limit) if limit and k.endswith("_max_length") and isinstance(v, int) else v
+            for k, v in defaults.items()}
+
+
+#: the settings checked whenever they are set (construction included): name -> TorchEncoder method
+_CHECKS = {
+    "query_max_length": TorchEncoder._check_length,
+    "doc_max_length": TorchEncoder._check_length,
+    "batch_size": TorchEncoder._check_batch_size,
+    "pooling": TorchEncoder._check_pooling,
+    "normalize": TorchEncoder._check_normalize,
+    "query_prefix": TorchEncoder._check_prefix,
+    "doc_prefix": TorchEncoder._check_prefix,
+    "precision": TorchEncoder._check_precision,
+    "device": TorchEncoder._check_device,
+}

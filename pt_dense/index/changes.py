@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from pt_dense.encoders.stages import ENCODER_KEY
+from pt_dense.encoders.stages import ENCODER_KEY, fingerprint_for, fingerprint_of
 from pt_dense.errors import InputError
 from pt_dense.index.indexer import check_docno, stack_records
 from pt_dense.index.layout import DELETED_FILE, DOCNOS_FILE, vector_files, write_deleted
@@ -30,12 +30,14 @@ if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
 
 
-def add(index: DenseIndex, documents, *, replace: bool = False) -> DenseIndex:
+def add(index: DenseIndex, documents, *, replace: bool = False, encoder=None) -> DenseIndex:
     """Append ``documents`` (a frame or records with ``docno`` and ``doc_vec``, e.g. ``enc.doc_encoder()(docs)``).
 
     A docno the index holds already is an error, unless ``replace`` (then its old row is deleted: an update).
-    Vectors must come from an encoder the index stands for (checked by their fingerprint). Everything that depends
-    on the index's content is read under the writer lock (see :func:`.publish.publish`).
+    Vectors must come from an encoder the index stands for, checked by the fingerprint each vector carries (or its
+    record names, ENCODER_KEY); ``encoder`` (a pt_dense encoder or its fingerprint, itself checked) vouches for
+    those that carry none, which an index that knows its encoder refuses otherwise (``DenseIndex.check_vectors``).
+    Everything that depends on the index's content is read under the writer lock (see :func:`.publish.publish`).
     """
     records = documents.to_dict("records") if isinstance(documents, pd.DataFrame) else list(documents)
     if not records:
@@ -46,8 +48,13 @@ def add(index: DenseIndex, documents, *, replace: bool = False) -> DenseIndex:
     def write(folder: Path) -> dict:
         meta, source = index.meta, index.folder
         vectors = stack_records(records, index.dim)
-        index.check_vectors([r["doc_vec"] for r in records], what="the added documents' vectors")
-        for fingerprint in {(r.get(ENCODER_KEY) or {}).get("fingerprint") for r in records} - {None}:
+        if encoder is not None:
+            index.check_encoder(fingerprint_for(encoder), what="the encoder given to add", strict=True)
+        named = [(r.get(ENCODER_KEY) or {}).get("fingerprint") for r in records]  # what a record says made it
+        carried = [fingerprint_of(r["doc_vec"]) or name for r, name in zip(records, named, strict=True)]
+        index.check_origins(set(carried) - {None}, carried.count(None), what="the added documents' vectors",
+                            encoder=encoder)
+        for fingerprint in set(named) - {None}:
             index.check_encoder(fingerprint, what="the added documents' vectors")
         present = index.docno_lookup.get_indexer(docnos)
         if (present >= 0).any() and not replace:

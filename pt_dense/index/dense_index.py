@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pt_dense.encoders.stages import encoders_of
+from pt_dense.encoders.stages import fingerprint_for, origins
 from pt_dense.errors import EncoderMismatchError
 from pt_dense.index.changes import add, compact, delete
 from pt_dense.index.generations import Generation, has_generations, open_newest
@@ -168,27 +168,77 @@ class DenseIndex(pt.Artifact):
         live = np.setdiff1d(np.arange(len(self)), self.deleted)
         return LiveLookup(pd.Index(self.docnos[live]), live)
 
-    def check_vectors(self, vectors, *, what: str = "the query vectors") -> None:
-        """Refuse ``vectors`` (a column of them) made by an encoder this index does not stand for, or by several."""
-        encoders = encoders_of(vectors)
-        if len(encoders) > 1:
-            raise EncoderMismatchError(f"{what} come from {len(encoders)} different encoders "
-                                       f"({', '.join(sorted(e[:12] for e in encoders))}): encode them with one")
-        for fingerprint in encoders:
-            self.check_encoder(fingerprint, what=what)
+    @property
+    def accepted_fingerprints(self) -> list[str]:
+        """The encoders whose vectors this index takes: the one that built it, and those a refresh stood it for;
+        empty for an index built from foreign vectors (it takes any)."""
+        return self.meta.get("accepts") or ([self.fingerprint] if self.fingerprint else [])
 
-    def check_encoder(self, fingerprint: str | None, *, what: str = "the query vectors") -> None:
+    def check_vectors(self, vectors, *, what: str = "the query vectors", encoder=None) -> None:
+        """Refuse ``vectors`` (a column of them) unless this index can tell they come from an encoder it stands for.
+
+        A vector made by a pt_dense encoder carries that encoder's fingerprint (an
+        :class:`~pt_dense.encoders.stages.EncodedVector`); one that lost it (``np.array(v)``, a parquet round
+        trip) or was made elsewhere carries none, and an index that knows its encoder cannot tell where it came
+        from: it is refused unless ``encoder`` vouches for it.
+
+        Args:
+            vectors: a column (or list) of vectors.
+            what: how the error names them.
+            encoder: the encoder that made the vectors which carry no fingerprint (a pt_dense encoder, one of its
+                stages, or a fingerprint); checked against the index itself.
+
+        Raises:
+            EncoderMismatchError: a vector comes from an encoder the index does not stand for, the vectors come
+                from several encoders, or some carry no fingerprint and no ``encoder`` is given.
+        """
+        fingerprints, unstamped = origins(vectors)
+        self.check_origins(fingerprints, unstamped, what=what, encoder=encoder)
+
+    def check_origins(self, fingerprints: set[str], unstamped: int, *, what: str = "the query vectors",
+                      encoder=None) -> None:
+        """:meth:`check_vectors` on what it reads from the vectors: the ``fingerprints`` they carry, and how many
+        (``unstamped``) carry none."""
+        if len(fingerprints) > 1:
+            raise EncoderMismatchError(f"{what} come from {len(fingerprints)} different encoders "
+                                       f"({', '.join(sorted(e[:12] for e in fingerprints))}): encode them with one")
+        for fingerprint in fingerprints:
+            self.check_encoder(fingerprint, what=what)
+        if not unstamped or not self.accepted_fingerprints:  # an index built from foreign vectors takes any
+            return
+        if encoder is None:
+            mixed = f" (and {', '.join(e[:12] for e in fingerprints)} for the others)" if fingerprints else ""
+            raise EncoderMismatchError(
+                f"{unstamped} of {what} carry no encoder fingerprint{mixed}, so {self.path} cannot tell which "
+                "encoder made them: they lost it (rebuilt by np.array or arithmetic, read back from parquet or "
+                "CSV) or were made outside pt_dense. Give the stage the encoder that made them, which is checked "
+                "against the index: index.retriever(..., encoder=enc), index.scorer(encoder=enc), "
+                "index.add(docs, encoder=enc); or keep the vectors pt_dense's encoders return")
+        self.check_encoder(fingerprint_for(encoder), what=f"the encoder given for {what}", strict=True)
+
+    def check_encoder(self, fingerprint: str | None, *, what: str = "the query vectors", strict: bool = False
+                      ) -> None:
         """Raise :class:`EncoderMismatchError` if ``fingerprint`` names an encoder this index does not stand for.
 
-        Unknown fingerprints on either side (vectors from another library) are let through; dimensions are still
-        checked where the vectors are used.
+        Args:
+            fingerprint: the fingerprint the vectors carry (``what`` names them), or with ``strict`` that of an
+                encoder given to vouch for vectors (``what`` names it).
+            what: how the error names them.
+            strict: an unknown fingerprint (None) is refused too; without it, it is let through (vectors from
+                another library; :meth:`check_vectors` decides about those).
+
+        An index built from foreign vectors takes any encoder.
         """
-        accepted = self.meta.get("accepts") or ([self.fingerprint] if self.fingerprint else [])
+        accepted = self.accepted_fingerprints
+        if strict and not fingerprint and accepted:
+            raise EncoderMismatchError(f"{what} has no fingerprint, so {self.path} cannot tell whether it built the "
+                                       "index: give a pt_dense encoder")
         if fingerprint and accepted and fingerprint not in accepted:
             name = (self.meta.get("encoder") or {}).get("name", "?")
             raise EncoderMismatchError(
-                f"{what} come from encoder {fingerprint[:12]}, but {self.path} was built by {name!r} "
-                f"({accepted[0][:12]}): use that encoder, re-index with this one, or refresh the index with a corrector"
+                f"{what} {'is' if strict else 'come from'} encoder {fingerprint[:12]}, but {self.path} was built by "
+                f"{name!r} ({accepted[0][:12]}): use that encoder, re-index with this one, or refresh the index with "
+                "a corrector"
             )
 
     def chunks(self, size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -201,13 +251,17 @@ class DenseIndex(pt.Artifact):
                    as_float32(self.vectors[start : start + size])[live])
 
     # ------------------------------------------------------------------ changes
-    def add(self, documents) -> DenseIndex:
-        """Append documents (``docno, doc_vec``, e.g. ``enc.doc_encoder()(docs)``) as a new generation."""
-        return add(self, documents)
+    def add(self, documents, *, encoder=None) -> DenseIndex:
+        """Append documents (``docno, doc_vec``, e.g. ``enc.doc_encoder()(docs)``) as a new generation.
 
-    def update(self, documents) -> DenseIndex:
-        """Replace documents (by docno; new ones are added) as a new generation."""
-        return add(self, documents, replace=True)
+        ``encoder`` (a pt_dense encoder or its fingerprint) vouches for vectors that carry no fingerprint (see
+        :meth:`check_vectors`); it must be one the index stands for.
+        """
+        return add(self, documents, encoder=encoder)
+
+    def update(self, documents, *, encoder=None) -> DenseIndex:
+        """Replace documents (by docno; new ones are added) as a new generation; ``encoder`` as in :meth:`add`."""
+        return add(self, documents, replace=True, encoder=encoder)
 
     def delete(self, docnos) -> DenseIndex:
         """Mark documents deleted (tombstones) as a new generation; :meth:`compact` removes them."""
@@ -230,20 +284,22 @@ class DenseIndex(pt.Artifact):
         return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress, total=total,
                             corpus=corpus, shard=shard, dtype=dtype)
 
-    def retriever(self, k: int = 1000, kind: str = "flat", **params) -> DenseRetriever:
+    def retriever(self, k: int = 1000, kind: str = "flat", *, encoder=None, **params) -> DenseRetriever:
         """First-stage retriever ``qid, query_vec -> docno, score, rank``: ``kind="flat"`` (exact) or ``"hnsw"``.
 
         HNSW params: ``M`` (32), ``ef_construction`` (200), ``ef_search`` (max(128, k)); the graph is built once and
-        cached in the index folder.
+        cached in the index folder. ``encoder`` (a pt_dense encoder or its fingerprint) vouches for query vectors
+        that carry no fingerprint (see :meth:`check_vectors`); it must be one the index stands for.
         """
-        return make_retriever(self, k=k, kind=kind, **params)
+        return make_retriever(self, k=k, kind=kind, **params).vouched_by(encoder)
 
-    def scorer(self, missing: str = "error") -> VectorScorer:
+    def scorer(self, missing: str = "error", *, encoder=None) -> VectorScorer:
         """Re-ranker ``qid, query_vec, docno -> score, rank`` from the stored vectors (no document is re-encoded).
 
-        ``missing="error"`` refuses candidates the index lacks; ``"drop"`` removes them.
+        ``missing="error"`` refuses candidates the index lacks; ``"drop"`` removes them. ``encoder`` vouches for
+        query vectors that carry no fingerprint, as in :meth:`retriever`.
         """
-        return VectorScorer(self, missing=missing)
+        return VectorScorer(self, missing=missing, encoder=encoder)
 
     def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                 keep_fresh_sample: bool = True) -> DenseIndex:

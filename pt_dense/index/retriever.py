@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pt_dense.encoders.stages import fingerprint_for
 from pt_dense.errors import InputError
 from pt_dense.index.structures import FACTORY, check_factory, factory_index, hnsw_graph, search_with
 from pt_dense.io.frames import take_rows
@@ -29,11 +30,21 @@ class DenseRetriever(pt.Transformer):
 
     kind = "flat"
 
-    def __init__(self, index: DenseIndex, k: int = 1000):
+    def __init__(self, index: DenseIndex, k: int = 1000, *, encoder=None):
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
         self.index = index
         self.k = k
+        self.vouched_by(encoder)
+
+    def vouched_by(self, encoder) -> DenseRetriever:
+        """Take query vectors that carry no fingerprint as made by ``encoder`` (a pt_dense encoder, one of its
+        stages, or a fingerprint; None: refuse them where the index knows its encoder), checked against the index
+        now and on every call (an encoder trained further changes its fingerprint). Returns this stage."""
+        if encoder is not None and self.index.built():
+            self.index.check_encoder(fingerprint_for(encoder), what="the encoder given to the retriever", strict=True)
+        self.encoder = encoder
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.index!r}, k={self.k})"
@@ -56,8 +67,8 @@ class DenseRetriever(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, ["qid", "query_vec"], self)
-        self.index.check_vectors(inp["query_vec"])
         queries = stack_vectors(inp["query_vec"], self.index.dim, "query_vec")
+        self.index.check_vectors(inp["query_vec"], encoder=self.encoder)
         k, deleted = min(self.k, self.index.live_count), self.index.deleted
         if not len(inp) or k == 0:
             return results_frame(inp, np.zeros((len(inp), 0), np.float32), np.zeros((len(inp), 0), int),

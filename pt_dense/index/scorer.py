@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pt_dense.encoders.stages import fingerprint_for
 from pt_dense.errors import InputError
 from pt_dense.io.frames import qid_codes, ranked_order, take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
@@ -22,11 +23,23 @@ SCORE_CHUNK = 1 << 16
 class VectorScorer(pt.Transformer):
     """``qid, query_vec, docno`` -> ``score, rank`` from the index's vectors; no document is encoded again."""
 
-    def __init__(self, index: DenseIndex, missing: str = "error"):
+    def __init__(self, index: DenseIndex, missing: str = "error", *, encoder=None):
+        """Score from ``index``'s vectors.
+
+        Args:
+            index: the index holding the candidates' vectors.
+            missing: ``"error"`` refuses candidates the index lacks; ``"drop"`` removes them.
+            encoder: takes query vectors that carry no fingerprint as made by this encoder (a pt_dense encoder,
+                one of its stages, or a fingerprint), checked against the index now and on every call; None
+                refuses them where the index knows its encoder (see ``DenseIndex.check_vectors``).
+        """
         if missing not in ("error", "drop"):
             raise InputError(f"missing must be 'error' or 'drop', not {missing!r}")
         self.index = index
         self.missing = missing
+        if encoder is not None and index.built():
+            index.check_encoder(fingerprint_for(encoder), what="the encoder given to the scorer", strict=True)
+        self.encoder = encoder
 
     def __repr__(self) -> str:
         return f"VectorScorer({self.index!r}, missing={self.missing!r})"
@@ -46,7 +59,6 @@ class VectorScorer(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, REQUIRED, self)
-        self.index.check_vectors(inp["query_vec"])
         docnos = inp["docno"]
         rows = self.index.docno_lookup.get_indexer(docnos if isinstance(docnos.dtype, pd.StringDtype)
                                                    else docnos.astype(str))
@@ -60,7 +72,9 @@ class VectorScorer(pt.Transformer):
             inp, rows = inp[rows >= 0], rows[rows >= 0]
         qids = inp["qid"]
         codes, first = qid_codes(qids)
-        queries = stack_vectors(inp["query_vec"].iloc[first], self.index.dim, "query_vec")
+        first_vectors = inp["query_vec"].iloc[first]  # one per query: the vectors scored
+        queries = stack_vectors(first_vectors, self.index.dim, "query_vec")
+        self.index.check_vectors(first_vectors, encoder=self.encoder)
         scores = self.score_rows(queries, codes, rows)
         order, ranks = ranked_order(qids, scores, codes)
         return take_rows(inp, order, {"score": scores[order], "rank": ranks})

@@ -73,6 +73,7 @@ class PEFA:
         self.train_qids = set(topics["qid"].astype(str))
         self.train_texts = {_normal(t) for t in topics["query"]}
         encoded = self.encoder_stage(topics[["qid", "query"]])
+        index.check_vectors(encoded["query_vec"], what="the training queries' vectors")
         self.train_vectors = stack_vectors(encoded["query_vec"], index.dim, "training query_vec")
         self.labels = _label_matrix(topics["qid"].astype(str), train_qrels, index)
         if self.labels.nnz == 0:
@@ -86,22 +87,24 @@ class PEFA:
                 f"labels={self.labels.nnz})")
 
     # ------------------------------------------------------------------ stages
-    def reranker(self) -> pt.Transformer:
+    def reranker(self, *, encoder=None) -> pt.Transformer:
         """Re-scores ``qid, query_vec, docno`` candidates from any first stage (candidates the index lacks are
-        dropped)."""
+        dropped). ``encoder`` vouches for query vectors that carry no fingerprint, as in ``index.scorer``."""
         if self.kind == "xs":
-            return PefaReranker(self, self.folded_index())
-        return PefaReranker(self, self.index)
+            return PefaReranker(self, self.folded_index(), encoder=encoder)
+        return PefaReranker(self, self.index, encoder=encoder)
 
-    def retriever(self, k: int = 1000, *, kind: str = "flat", **params) -> pt.Transformer:
+    def retriever(self, k: int = 1000, *, kind: str = "flat", encoder=None, **params) -> pt.Transformer:
         """First stage ``qid, query_vec -> docno, score, rank``. PEFA-XS is a dense search over the folded index, of
-        any retriever ``kind`` (with its ``params``); PEFA-XL scores every document exactly (``kind="flat"``)."""
+        any retriever ``kind`` (with its ``params``); PEFA-XL scores every document exactly (``kind="flat"``).
+        ``encoder`` vouches for query vectors that carry no fingerprint, as in ``index.retriever``."""
         if self.kind == "xs":
-            return PefaXsRetriever(self, self.folded_index().retriever(k=k, kind=kind, **params))
+            folded = self.folded_index().retriever(k=k, kind=kind, encoder=encoder, **params)
+            return PefaXsRetriever(self, folded, encoder=encoder)
         if kind != "flat" or params:
             raise InputError(f"PEFA-XL scores every document exactly: kind={kind!r} and {sorted(params)} apply to "
                              "PEFA-XS only (PEFA(..., kind='xs'))")
-        return PefaRetriever(self, k)
+        return PefaRetriever(self, k, encoder=encoder)
 
     def with_settings(self, *, lam: float | None = None, k: int | None = None) -> PEFA:
         """A PEFA with other ``lam``/``k`` over the same index and training queries (nothing is encoded again)."""

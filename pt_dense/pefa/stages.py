@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pt_dense.encoders.stages import fingerprint_for
 from pt_dense.index.retriever import results_frame
 from pt_dense.index.scorer import VectorScorer
 from pt_dense.io.validation import require_columns, stack_vectors
@@ -21,8 +22,11 @@ if TYPE_CHECKING:
 class _PefaStage(pt.Transformer):
     required: tuple[str, ...] = ("qid", "query_vec")
 
-    def __init__(self, pefa: PEFA):
+    def __init__(self, pefa: PEFA, *, encoder=None):
+        if encoder is not None:
+            pefa.index.check_encoder(fingerprint_for(encoder), what="the encoder given to PEFA's stage", strict=True)
         self.pefa = pefa
+        self.encoder = encoder  # vouches for query vectors that carry no fingerprint (see DenseIndex.check_vectors)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pefa!r})"
@@ -33,14 +37,14 @@ class _PefaStage(pt.Transformer):
     def _prepare(self, inp: pd.DataFrame) -> None:
         require_columns(inp.columns, self.required, self)
         self.pefa.check_leak(inp)
-        self.pefa.index.check_vectors(inp["query_vec"])
+        self.pefa.index.check_vectors(inp["query_vec"], encoder=self.encoder)
 
 
 class PefaXsRetriever(_PefaStage):
     """PEFA-XS first stage: the leak and encoder checks, then a plain dense search of the folded index."""
 
-    def __init__(self, pefa: PEFA, folded_retriever: pt.Transformer):
-        super().__init__(pefa)
+    def __init__(self, pefa: PEFA, folded_retriever: pt.Transformer, *, encoder=None):
+        super().__init__(pefa, encoder=encoder)
         self.folded_retriever = folded_retriever
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +56,8 @@ class PefaReranker(VectorScorer):
     """``qid, query_vec, docno`` -> PEFA ``score, rank``: the index's vector scorer, scoring by the XL formula (or,
     for XS, a plain vector scorer over the folded index); candidates the index lacks are dropped."""
 
-    def __init__(self, pefa: PEFA, index: DenseIndex):
-        super().__init__(index, missing="drop")
+    def __init__(self, pefa: PEFA, index: DenseIndex, *, encoder=None):
+        super().__init__(index, missing="drop", encoder=encoder)
         self.pefa = pefa
 
     def __repr__(self) -> str:
@@ -79,8 +83,8 @@ class PefaReranker(VectorScorer):
 class PefaRetriever(_PefaStage):
     """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k`)."""
 
-    def __init__(self, pefa: PEFA, k: int = 1000):
-        super().__init__(pefa)
+    def __init__(self, pefa: PEFA, k: int = 1000, *, encoder=None):
+        super().__init__(pefa, encoder=encoder)
         self.k = k
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:

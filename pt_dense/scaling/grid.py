@@ -35,6 +35,15 @@ from pt_dense.scaling.measure import contrastive_loglik
 from pt_dense.training.biencoder import BiEncoder
 
 
+def study_encoder(model: str, query_max_length: int, doc_max_length: int, **settings):
+    """The BiEncoder ``model`` with the study's max lengths, each capped at the model's positions (the study's
+    defaults, 32 and 128 tokens, are meant for any model; an encoder refuses a length past its positions)."""
+    encoder = BiEncoder.from_pretrained(model, **settings)
+    limit = encoder.position_limit or max(query_max_length, doc_max_length)
+    encoder.query_max_length, encoder.doc_max_length = min(query_max_length, limit), min(doc_max_length, limit)
+    return encoder
+
+
 def truncated_encoder(base, layers: int):
     """A copy of ``base`` (a BiEncoder) keeping only its first ``layers`` transformer layers, found where its
     :class:`~pt_dense.models.ModelFamily` says the layer stack is."""
@@ -80,8 +89,7 @@ def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list
     if too_many:
         raise InputError(f"{config.data} {config.train_split} has {len(pairs)} judged pairs to train on; "
                          f"annotations {too_many} ask for more")
-    base = BiEncoder.from_pretrained(config.model, query_max_length=config.query_max_length,
-                                     doc_max_length=config.doc_max_length, precision="fp32")
+    base = study_encoder(config.model, config.query_max_length, config.doc_max_length, precision="fp32")
     test_topics, test_qrels = data.topics(config.test_split), data.qrels(config.test_split)
     test_qrels = test_qrels[test_qrels["label"] >= config.min_label]
     unseen = unseen_queries(test_qrels, train_docs)

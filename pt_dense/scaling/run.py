@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pt_dense import datasets
-from pt_dense.scaling.grid import load_cells, truncated_encoder
+from pt_dense.scaling.grid import load_cells, study_encoder, truncated_encoder
 from pt_dense.scaling.laws import ScalingLaw, fit_law
 from pt_dense.scaling.measure import DEFAULT_NEGATIVES, DEFAULT_TEMPERATURE, contrastive_loglik
-from pt_dense.training.biencoder import BiEncoder
 
 
 def measure_encoder(data, encoder: str = "minilm", *, layers: int | None = None, split: str = "test",
@@ -17,7 +16,7 @@ def measure_encoder(data, encoder: str = "minilm", *, layers: int | None = None,
     """The contrastive entropy L of ``encoder`` (a name or saved folder; cut to its first ``layers`` as the grid
     does) on ``data``'s ``split``, counting judgements labelled ``min_label`` or more as positives."""
     collection = datasets.load(data) if isinstance(data, (str, Path)) else data
-    model = BiEncoder.from_pretrained(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    model = study_encoder(encoder, query_max_length, doc_max_length)
     model = truncated_encoder(model, layers) if layers else model
     qrels = collection.qrels(split)
     return contrastive_loglik(model, collection.topics(split), qrels[qrels["label"] >= min_label], collection,

@@ -122,8 +122,9 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     # restored after training; meanwhile every encoding (validation, mined negatives) runs the model being trained
     inference = encoder.query_max_length, encoder.doc_max_length, encoder.precision
     encoder.precision = "fp32"
-    encoder.query_max_length = cfg.query_max_length or encoder.query_max_length
-    encoder.doc_max_length = cfg.doc_max_length or encoder.doc_max_length
+    limit = encoder.position_limit or math.inf  # a recipe's lengths are capped at the model's positions
+    encoder.query_max_length = min(cfg.query_max_length, limit) if cfg.query_max_length else encoder.query_max_length
+    encoder.doc_max_length = min(cfg.doc_max_length, limit) if cfg.doc_max_length else encoder.doc_max_length
     params = [p for p in encoder.model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the encoder has no trainable parameters")
