@@ -132,7 +132,7 @@ def _link_rest(source: Path, folder: Path, also: tuple[str, ...] = (), structure
         relative = path.relative_to(source)
         if not path.is_file() or path.name.startswith("."):
             continue
-        if path.suffix == ".faiss":
+        if path.name.endswith((".faiss", ".faiss.json")):  # a structure and its sidecar (see index/structures.py)
             if not structures:
                 continue
         elif len(relative.parts) == 1 and relative.name not in also:

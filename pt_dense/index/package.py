@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
 
 #: derived structures a package leaves out (rebuilt on first use)
-CACHED_SUFFIXES = (".faiss",)
+CACHED_SUFFIXES = (".faiss", ".faiss.json")  # a structure and its sidecar
 
 
 def package_files(index: DenseIndex) -> Iterator[tuple[str, str | io.BytesIO]]:
@@ -36,7 +36,7 @@ def package_files(index: DenseIndex) -> Iterator[tuple[str, str | io.BytesIO]]:
     prefix = f"{generation.name}/" if in_generation else ""
     for file in sorted(folder.rglob("*")):
         rel = file.relative_to(folder).as_posix()
-        if not file.is_file() or file.suffix in CACHED_SUFFIXES or rel == ARTIFACT_FILE:
+        if not file.is_file() or file.name.endswith(CACHED_SUFFIXES) or rel == ARTIFACT_FILE:
             continue
         if file.name.startswith(".") and file.name != READERS_FILE:
             continue  # the writer lock, leftovers of killed writers

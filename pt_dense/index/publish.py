@@ -78,7 +78,7 @@ def _write_generation(index_dir: Path, write: Callable[[Path], dict], known: dic
     with new_generation(index_dir) as folder:
         meta = write(folder)
         meta["files"] = {f.name: f.stat().st_size for f in sorted(folder.iterdir())
-                         if f.is_file() and not f.name.startswith(".")}
+                         if f.is_file() and not f.name.startswith(".") and not f.name.endswith(UNCHECKED_SUFFIXES)}
         meta["checksums"] = checksums(folder, relative_files(folder, UNCHECKED_SUFFIXES), known)
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
 

@@ -12,7 +12,8 @@ import pyterrier as pt
 
 from pt_dense.encoders.stages import fingerprint_for
 from pt_dense.errors import InputError
-from pt_dense.index.structures import FACTORY, check_factory, factory_index, hnsw_graph, search_with
+from pt_dense.index.faiss_kinds import EF_MAX, HNSW_M, check_int, parse_factory
+from pt_dense.index.structures import factory_index, hnsw_graph, search_with
 from pt_dense.io.frames import take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
 
@@ -130,15 +131,29 @@ def blas_topk(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndar
 
 
 class HnswRetriever(DenseRetriever):
-    """Approximate search with a FAISS HNSW graph (inner product), built once and cached in the index folder."""
+    """Approximate search with a FAISS HNSW graph (inner product), built once and cached in the index folder.
+
+    Args:
+        index: the index searched.
+        k: hits per query (at least 1).
+        M: neighbours per node, 2 to 256.
+        ef_construction: the candidate list while building, 1 to 2**20.
+        ef_search: the candidate list while searching, 1 to 2**20 (None: ``max(128, k)``).
+
+    Raises:
+        InputError: a parameter that is not a whole number in its range (checked before FAISS sees it: FAISS aborts
+            the process on some, such as ``M=0``).
+    """
 
     kind = "hnsw"
 
     def __init__(self, index: DenseIndex, k: int = 1000, M: int = 32, ef_construction: int = 200,
                  ef_search: int | None = None):
-        super().__init__(index, k)
-        self.M, self.ef_construction = M, ef_construction
-        self.ef_search = ef_search or max(128, k)
+        super().__init__(index, check_int("k", k, 1))
+        self.M = check_int("M", M, *HNSW_M)
+        self.ef_construction = check_int("ef_construction", ef_construction, 1, EF_MAX)
+        self.ef_search = (min(max(128, self.k), EF_MAX) if ef_search is None
+                          else check_int("ef_search", ef_search, 1, EF_MAX))
 
     def _config(self) -> tuple:
         return (*super()._config(), self.M, self.ef_construction, self.ef_search)
@@ -149,18 +164,34 @@ class HnswRetriever(DenseRetriever):
 
 
 class FactoryRetriever(DenseRetriever):
-    """Search with any FAISS structure named by an index_factory string (``"IVF4096,PQ48"``, ``"HNSW32,SQ8"``,
-    ``"OPQ64,IVF1024,PQ64"``): trained on a seeded sample of ``train_size`` vectors, built in chunks, cached beside
-    the vectors; ``nprobe`` and ``ef_search`` are this stage's own search parameters."""
+    """Search with a FAISS structure named by an index_factory string (``"IVF4096,PQ48"``, ``"HNSW32,SQ8"``,
+    ``"OPQ64,IVF1024,PQ64"``; the kinds :mod:`.faiss_kinds` serves): trained on a seeded sample of ``train_size``
+    vectors, built in chunks, cached beside the vectors; ``nprobe`` and ``ef_search`` are this stage's own search
+    parameters.
+
+    Args:
+        index: the index searched.
+        k: hits per query (at least 1).
+        factory: the FAISS factory string.
+        nprobe: IVF lists probed per query, 1 to the list count (IVF kinds only; None: 1).
+        ef_search: HNSW candidate list, 1 to 2**20 (HNSW kinds only; None: 16).
+        train_size: vectors sampled to train the structure (at least 1).
+        seed: the sample's seed (at least 0).
+
+    Raises:
+        InputError: a string outside the served grammar, a number that does not fit the index's dimension, or a
+            parameter out of range; the training sample's size is checked when the structure is built.
+    """
 
     def __init__(self, index: DenseIndex, k: int = 1000, *, factory: str, nprobe: int | None = None,
                  ef_search: int | None = None, train_size: int = 100_000, seed: int = 0):
-        super().__init__(index, k)
-        check_factory(factory)
-        if min(v for v in (nprobe, ef_search, train_size, 1) if v is not None) < 1:
-            raise InputError("nprobe, ef_search and train_size must be at least 1")
-        self.factory, self.nprobe, self.ef_search, self.train_size, self.seed = (factory, nprobe, ef_search,
-                                                                                 train_size, seed)
+        super().__init__(index, check_int("k", k, 1))
+        self.plan = parse_factory(factory)
+        self.plan.search_parameters(nprobe, ef_search)  # checks them
+        self.train_size, self.seed = check_int("train_size", train_size, 1), check_int("seed", seed, 0)
+        if index.built():
+            self.plan.check_dim(index.dim)
+        self.factory, self.nprobe, self.ef_search = factory, nprobe, ef_search
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -170,10 +201,9 @@ class FactoryRetriever(DenseRetriever):
         return (*super()._config(), self.factory, self.nprobe, self.ef_search, self.train_size, self.seed)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        built = factory_index(self.index, self.factory, self.train_size, self.seed)
-        parameters = ",".join(f"{name}={value}" for name, value in (("nprobe", self.nprobe),
-                                                                    ("efSearch", self.ef_search)) if value)
-        return search_with(built, queries, k, parameters)
+        built = factory_index(self.index, self.plan, self.train_size, self.seed)
+        parameters = self.plan.search_parameters(self.nprobe, self.ef_search)
+        return search_with(built, queries, k, parameters, repr(self.factory))
 
 
 def without_rows(scores: np.ndarray, rows: np.ndarray, dropped: np.ndarray, k: int) -> tuple[np.ndarray,
@@ -209,13 +239,27 @@ def register_retriever_kind(name: str, retriever: type[DenseRetriever]) -> None:
 
 
 def make_retriever(index: DenseIndex, k: int, kind: str, **params) -> DenseRetriever:
-    """The retriever of ``kind`` over ``index`` (see :data:`RETRIEVER_KINDS`)."""
-    if kind not in RETRIEVER_KINDS and not FACTORY.match(kind):
-        raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(RETRIEVER_KINDS)} or a FAISS "
-                         "factory string (e.g. 'IVF4096,PQ48')")
+    """The retriever of ``kind`` over ``index`` (see :data:`RETRIEVER_KINDS`; any other kind is read as a FAISS
+    factory string).
+
+    Raises:
+        InputError: a kind that is neither registered nor a factory string pt_dense serves, a parameter the kind
+            does not take, or a value out of its range.
+    """
+    if not isinstance(kind, str):
+        raise InputError(f"kind must be a string: one of {sorted(RETRIEVER_KINDS)} or a FAISS factory string "
+                         f"(e.g. 'IVF4096,PQ48'), not {kind!r}")
+    k = check_int("k", k, 1)
+    if kind not in RETRIEVER_KINDS:
+        try:
+            parse_factory(kind)
+        except InputError as err:
+            raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(RETRIEVER_KINDS)} or a FAISS "
+                             f"factory string. {err}") from err
+    retriever = RETRIEVER_KINDS.get(kind)
     try:
-        if kind not in RETRIEVER_KINDS:
+        if retriever is None:
             return FactoryRetriever(index, k=k, factory=kind, **params)
-        return RETRIEVER_KINDS[kind](index, k=k, **params)
+        return retriever(index, k=k, **params)
     except TypeError as err:
         raise InputError(f"retriever kind {kind!r} does not take {sorted(params)}: {err}") from err
