@@ -18,7 +18,7 @@ from pt_dense.errors import InputError
 from pt_dense.io.atomic import atomic_dir
 from pt_dense.io.cache import cache_dir, collection_key
 from pt_dense.io.jvm import start_jvm
-from pt_dense.io.validation import clean_texts, require_columns
+from pt_dense.io.validation import clean_texts, docno_problem, require_columns, shown
 
 ENGINES = ("lucene", "pisa")
 
@@ -134,14 +134,22 @@ def build_index(docs, index_dir: str | Path, *, engine: str = "lucene", threads:
     return Path(index_dir)
 
 
-def _checked(records: Iterable[dict]) -> Iterable[dict]:
+#: the characters PISA splits its docnos file at (it would return "smith," and "john" for "smith, john")
+PISA_DOCNO_SEPARATORS = " \t\x0b\x0c"
+
+
+def _checked(records: Iterable[dict], engine: str = "lucene") -> Iterable[dict]:
     seen: set[str] = set()
     for record in records:
         docno, text = record.get("docno"), record.get("text")
-        if not isinstance(docno, str) or not docno:
-            raise InputError(f"invalid docno {docno!r}: docnos must be non-empty strings")
+        problem = docno_problem(docno)
+        if problem:
+            raise InputError(f"invalid docno {shown(docno)}: {problem}")
+        if engine == "pisa" and any(c in docno for c in PISA_DOCNO_SEPARATORS):
+            raise InputError(f"docno {shown(docno)} holds whitespace, which PISA splits docnos at (it would return "
+                             "its pieces): use engine='lucene', which keeps any docno whole")
         if docno in seen:
-            raise InputError(f"duplicate docno {docno!r}: each document must be indexed once")
+            raise InputError(f"duplicate docno {shown(docno)}: each document must be indexed once")
         seen.add(docno)
         clean_texts([text], [docno], "document text")
         yield record
@@ -176,7 +184,7 @@ def _index_lucene(records: Iterable[dict], folder: Path, threads: int, advance: 
 def _index_pisa(records: Iterable[dict], folder: Path, threads: int) -> int:
     from pyterrier_pisa import PisaIndex
 
-    counter = _Counter(_checked(records))
+    counter = _Counter(_checked(records, "pisa"))
     PisaIndex(str(folder), text_field="text", stemmer="porter2", threads=threads, overwrite=True).index(
         {"docno": r["docno"], "text": r["text"]} for r in counter)
     return counter.count

@@ -49,10 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--encoder", required=True, help="the index's encoder: a saved folder or a model name")
     add.add_argument("--replace", action="store_true", help="replace documents the index holds already")
 
-    rm = commands.add_parser("delete", help="delete documents from a dense index (tombstones; --compact rewrites)")
+    rm = commands.add_parser("delete", help="delete documents from a dense index (tombstones; --compact rewrites)",
+                             description="Delete documents, given by --docnos and/or --docnos-file, from a dense "
+                                         "index. Each docno is taken whole: none is split at commas or spaces.")
     rm.add_argument("--index", required=True)
-    rm.add_argument("--docnos", default="", help="comma-separated docnos")
-    rm.add_argument("--docnos-file", help="a file of docnos, one a line")
+    rm.add_argument("--docnos", nargs="+", action="extend", default=[], metavar="DOCNO",
+                    help="one or more docnos, each argument one whole docno (a docno may hold commas and spaces: "
+                         "quote it, e.g. --docnos 'smith, john' d7; one starting with '-': --docnos=-d1); may repeat")
+    rm.add_argument("--docnos-file", metavar="FILE",
+                    help="a UTF-8 file of docnos, one a line, each line taken whole (lines end at \\n or \\r\\n "
+                         "only; empty lines are skipped)")
     rm.add_argument("--compact", action="store_true", help="then rewrite the index without the deleted rows")
 
     verify = commands.add_parser("verify", help="check every file of a dense index against the SHA-256 recorded "
@@ -222,6 +228,8 @@ def _add(args) -> int:
 def _delete(args) -> int:
     from pt_dense.index import delete_documents
 
+    if not args.docnos and args.docnos_file is None:
+        raise InputError("nothing to delete: give --docnos DOCNO [DOCNO ...] and/or --docnos-file FILE")
     index = delete_documents(args.index, args.docnos, args.docnos_file, compact=args.compact)
     print(f"{index.path}: {index.live_count} documents ({len(index.deleted)} deleted rows; {index.generation.name})")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -209,7 +210,7 @@ def _read_qrels(file: Path) -> pd.DataFrame:
     """``qid, docno, label`` from TREC qrels (``qid iter docno label``) or BEIR's (``query-id corpus-id score``,
     header line included)."""
     with open(file, encoding="utf-8") as f:
-        rows = [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
+        rows = [(n, _qrels_fields(line)) for n, line in enumerate(f, 1) if line.strip()]
     if rows and rows[0][1][:2] == ["query-id", "corpus-id"]:
         rows = rows[1:]
     parsed = []
@@ -219,6 +220,17 @@ def _read_qrels(file: Path) -> pd.DataFrame:
                              "or 'query-id corpus-id score' (BEIR) with an integer label")
         parsed.append((row[0], row[-2], int(row[-1])))
     return pd.DataFrame(parsed, columns=["qid", "docno", "label"]).astype({"qid": str, "docno": str, "label": int})
+
+
+def _qrels_fields(line: str) -> list[str]:
+    """A qrels line's fields: split at tabs when that gives 3 or 4 (BEIR's dialect, whose docnos may hold spaces),
+    else at runs of spaces and tabs (TREC's); never at other whitespace, which a docno may hold (``\\x0c``, ``\\x85``,
+    U+2028...)."""
+    line = line.rstrip("\r\n")
+    tabbed = line.split("\t")
+    if len(tabbed) in (3, 4):
+        return [*tabbed[:-1], tabbed[-1].strip(" ")]
+    return [field for field in re.split("[ \t]+", line) if field]
 
 
 def load(name_or_path: str | Path):

@@ -106,7 +106,7 @@ def test_pt_dense_add_and_delete(tmp_path, tiny_encoder, capsys):
     assert "12 documents" in capsys.readouterr().out
     assert main(["add", "--index", str(tmp_path / "i"), "--docs", str(more), "--encoder", str(tmp_path / "model")]) == 2
     assert "already" in capsys.readouterr().err
-    assert main(["delete", "--index", str(tmp_path / "i"), "--docnos", "d1,d9", "--compact"]) == 0
+    assert main(["delete", "--index", str(tmp_path / "i"), "--docnos", "d1", "d9", "--compact"]) == 0
     assert "10 documents (0 deleted rows" in capsys.readouterr().out
     assert main(["delete", "--index", str(tmp_path / "i"), "--docnos", "zz"]) == 2
     assert "not in" in capsys.readouterr().err

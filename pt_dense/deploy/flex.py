@@ -18,6 +18,7 @@ from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
 from pt_dense.index.flex import FLEX_DOCNOS, FLEX_META, FLEX_VECTORS, PT_DENSE_META, vectors_probe
 from pt_dense.io.atomic import atomic_dir, link_or_copy
+from pt_dense.io.validation import docno_problem, shown
 
 CHUNK = 65536
 
@@ -42,6 +43,9 @@ def export_flex(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = Fal
                 for chunk_docnos, chunk in index.chunks(CHUNK):
                     out.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
                     docnos.extend(chunk_docnos)
+        for docno in docnos:  # an index written before docnos were checked, or a FlexIndex view
+            if problem := docno_problem(docno):
+                raise InputError(f"docno {shown(docno)} cannot go to a FlexIndex: {problem}")
         Lookup.build([str(d) for d in docnos], tmp / FLEX_DOCNOS, return_self=False)
         (tmp / FLEX_META).write_text(json.dumps({"type": "dense_index", "format": "flex", "vec_size": index.dim,
                                                  "doc_count": len(docnos)}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from pt_dense.index.dense_index import DenseIndex
 from pt_dense.io.atomic import atomic_dir
 from pt_dense.io.frames import take_rows
 from pt_dense.io.jvm import autoclass, start_jvm
-from pt_dense.io.validation import clean_texts, require_columns
+from pt_dense.io.validation import clean_texts, docno_problem, require_columns, shown
 
 META_NAME = "pt_dense.json"
 LUCENE_SUBDIR = "index"
@@ -32,14 +33,20 @@ def pyserini_faiss(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = 
     """Write ``index`` in the layout Pyserini's ``FaissSearcher`` reads: ``index`` (faiss IndexFlatIP) + ``docid``."""
     import faiss
 
+    stripped: list[str] = []
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         flat = faiss.IndexFlatIP(index.dim)
         with open(tmp / "docid", "w", encoding="utf-8") as docids:
             for docnos, vectors in index.chunks():  # live documents only
                 flat.add(np.ascontiguousarray(vectors))
                 docids.write("".join(d + "\n" for d in docnos))
+                stripped += [d for d in docnos if d != d.rstrip()]
         faiss.write_index(flat, str(tmp / "index"))
         (tmp / META_NAME).write_text(json.dumps(_meta(index, "pyserini-faiss"), indent=2))
+    if stripped:
+        warnings.warn(f"{len(stripped)} docno(s) end with whitespace (e.g. {stripped[:3]}): PyseriniFaiss returns "
+                      "them whole, but Pyserini's own FaissSearcher strips each docid line's trailing whitespace",
+                      stacklevel=2)
     return Path(out_dir)
 
 
@@ -57,6 +64,9 @@ def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int
         with open(Path(collection) / "vectors.jsonl", "w", encoding="utf-8") as out:
             for docnos, rows in tqdm(index.chunks(4096), desc="writing vectors for Anserini", unit="chunk",
                                      total=-(-len(index) // 4096), disable=len(index) <= 4096):
+                for docno in docnos:  # an index written before docnos were checked, or a FlexIndex view
+                    if problem := docno_problem(docno):
+                        raise InputError(f"docno {shown(docno)} cannot go to Lucene: {problem}")
                 out.writelines(json.dumps({"docid": d, "vector": v.tolist()}) + "\n"
                                for d, v in zip(docnos, rows, strict=True))
         args = ["-collection", "JsonDenseVectorCollection", "-input", collection, "-index", str(tmp / LUCENE_SUBDIR),
@@ -69,9 +79,24 @@ def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int
         main.main(args)
         if not any((tmp / LUCENE_SUBDIR).glob("segments_*")):
             raise DeploymentError(f"Anserini wrote no Lucene index (arguments: {' '.join(args)})")
+        written = _lucene_count(tmp / LUCENE_SUBDIR)
+        if written != index.live_count:  # Anserini logs a failed document and goes on
+            raise DeploymentError(f"Anserini indexed {written:,} of {index.live_count:,} documents (its log above "
+                                  f"says why); nothing was written to {out_dir}")
         meta = {**_meta(index, f"lucene-{kind}"), "M": M, "ef_construction": ef_construction, "int8": int8}
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
     return Path(out_dir)
+
+
+def _lucene_count(folder: Path) -> int:
+    """The number of documents in the Lucene index in ``folder``."""
+    directory = autoclass("org.apache.lucene.store.FSDirectory").open(autoclass("java.io.File")(str(folder)).toPath())
+    reader = autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+    try:
+        return reader.numDocs()
+    finally:
+        reader.close()
+        directory.close()
 
 
 def _meta(index: DenseIndex, kind: str) -> dict:
@@ -145,10 +170,30 @@ class LuceneDense(_DeployedStage):
             for query in queries:
                 java_queries.add(query)
             found = self.searcher.batch(java_queries, self.k, self.threads) if queries else []
-        return [(h.docids.splitlines(), np.array(h.scores.split(), dtype=np.float32)) for h in found]
+        return [(split_docids(h.docids, h.count), np.array(h.scores.split(), dtype=np.float32)) for h in found]
 
     def _scores(self, scores: np.ndarray) -> np.ndarray:
         return (2.0 * scores - 1.0).astype(np.float32)  # Lucene DOT_PRODUCT scores (1 + dot) / 2
+
+
+def read_docids(path: Path) -> list[str]:
+    """The docids of a Pyserini FAISS folder exactly as :func:`pyserini_faiss` wrote them, one per ``"\\n"``."""
+    docids = path.read_text(encoding="utf-8").split("\n")
+    if docids.pop() != "":
+        raise InputError(f"{path} does not end with a line break: it was not written whole; export it again")
+    return docids
+
+
+def split_docids(text: str, count: int) -> list[str]:
+    """The docids the bridge's ``Hits`` sends as one string, each followed by ``"\\n"``: split on that character
+    alone (``str.splitlines`` would also split a docid at ``\\x0c``, ``\\x85``, U+2028 and seven others a docid may
+    hold; no pt_dense docno holds a ``"\\n"``), and checked against the hit count Java gave."""
+    docids = text.split("\n")
+    if docids.pop() != "" or len(docids) != count:
+        raise DeploymentError(f"the Java bridge sent {count} hits but {len(docids)} docids: a docid in the Lucene "
+                              "index holds a line break; rebuild it with export.lucene from a pt_dense index (whose "
+                              "docnos never hold one)")
+    return docids
 
 
 class PyseriniFaiss(_DeployedStage):
@@ -162,6 +207,10 @@ class PyseriniFaiss(_DeployedStage):
         self.encoder = OnnxEncoder(self.onnx_dir)
         self.threads = threads or os.cpu_count() or 1
         self.searcher = FaissSearcher(str(self.folder), None)
+        self.searcher.docids = read_docids(self.folder / "docid")  # Pyserini strips each line's trailing whitespace
+        if len(self.searcher.docids) != self.searcher.num_docs:
+            raise InputError(f"{self.folder / 'docid'} lists {len(self.searcher.docids)} docids for "
+                             f"{self.searcher.num_docs} vectors: export it again")
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, ["qid", "query"], self)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pt_dense import datasets
+from pt_dense.encoders.batching import report_progress_to
 from pt_dense.encoders.onnx_encoder import CONFIG_NAME, OnnxEncoder
 from pt_dense.errors import DeploymentError, InputError
 from pt_dense.io.atomic import atomic_dir
@@ -117,7 +118,9 @@ def cached_export(encoder, quantize: str | None) -> Path:
     print(f"pt_dense: exporting {encoder.name!r} to ONNX ({quantize or 'fp32'}) for inference, once per weights; "
           f"cached in {folder}", file=sys.stderr)
     docs, queries = parity_samples(16, 8)
-    return export_onnx(encoder, folder, quantize=quantize, overwrite=True, sample_docs=docs, sample_queries=queries)
+    with report_progress_to(lambda _texts: None):  # the parity samples are not the documents a caller counts
+        return export_onnx(encoder, folder, quantize=quantize, overwrite=True, sample_docs=docs,
+                           sample_queries=queries)
 
 
 def parity_samples(docs: int = 128, queries: int = 64) -> tuple[list[str], list[str]]:

@@ -6,12 +6,15 @@ and an edited collection or a retrained encoder gets an index of its own.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from pt_dense import datasets
 from pt_dense.encoders.torch_encoder import TorchEncoder
+from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
 from pt_dense.io.cache import cache_dir, collection_key
 
@@ -46,16 +49,55 @@ def add_documents(index: DenseIndex | str | Path, documents, encoder, *, replace
     return index.update(frame) if replace else index.add(frame)
 
 
-def delete_documents(index: DenseIndex | str | Path, docnos: str | list[str] = "",
+def delete_documents(index: DenseIndex | str | Path, docnos: str | Iterable[str] = (),
                      docnos_file: str | Path | None = None, *, compact: bool = False) -> DenseIndex:
-    """Delete documents given as a list, a comma-separated string and/or a file of docnos (one a line), then
-    optionally compact the index (what ``pt-dense delete`` runs)."""
+    """Delete documents given as docnos and/or a file of docnos, then optionally compact the index (what
+    ``pt-dense delete`` runs).
+
+    Each docno is taken whole: a string is one docno (``"smith, john"`` is a single docno, commas and spaces
+    included), a list is a list of docnos. ``docnos_file`` holds one docno a line (see :func:`read_docnos_file`).
+    """
     index = index if isinstance(index, DenseIndex) else DenseIndex(index)
-    listed = [d.strip() for d in docnos.split(",")] if isinstance(docnos, str) else list(docnos)
-    if docnos_file:
-        listed += Path(docnos_file).read_text(encoding="utf-8").splitlines()
-    index.delete([d for d in listed if d])
+    listed = [docnos] if isinstance(docnos, str) else list(docnos)
+    if docnos_file is not None:
+        listed += read_docnos_file(docnos_file)
+    listed = [d for d in listed if d != ""]
+    _refuse_split_lists(index, listed)
+    index.delete(listed)
     return index.compact() if compact else index
+
+
+def read_docnos_file(path: str | Path) -> list[str]:
+    """The docnos of a text file (UTF-8), one a line: lines end at ``"\\n"`` alone (a ``"\\r\\n"`` ending is
+    tolerated), so a docno may hold any other character (``\\x0c``, ``\\x85``, U+2028...); each line is taken whole,
+    spaces included, and empty lines are skipped. A missing or unreadable file is an InputError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError as err:
+        raise InputError(f"the docnos file {path} does not exist: give a text file of docnos, one a line") from err
+    except IsADirectoryError as err:
+        raise InputError(f"the docnos file {path} is a folder: give a text file of docnos, one a line") from err
+    except PermissionError as err:
+        raise InputError(f"the docnos file {path} cannot be read ({err.strerror}): check its permissions") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"the docnos file {path} is not UTF-8 text ({err}): save it as UTF-8") from err
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return [line for line in lines if line]
+
+
+def _refuse_split_lists(index: DenseIndex, docnos: list[str]) -> None:
+    """A docno the index lacks that reads like an old comma-separated list of docnos it holds is an InputError that
+    says docnos are taken whole, rather than "not in the index" alone."""
+    if not docnos:
+        return
+    absent = [d for d, row in zip(docnos, index.docno_lookup.get_indexer(docnos), strict=True) if row < 0]
+    for docno in absent:
+        parts = [p.strip() for p in docno.split(",")]
+        if len(parts) > 1 and all(parts) and (index.docno_lookup.get_indexer(parts) >= 0).all():
+            raise InputError(f"{docno!r} is not a docno of {index.path}, but {parts} are: each docno is taken whole "
+                             f"(a docno may hold commas); give them as separate docnos (pt-dense delete --docnos "
+                             f"{shlex.join(parts)})")
 
 
 def cached_index(data, encoder, *, index_dir: str | Path | None = None, overwrite: bool = False) -> DenseIndex:

@@ -79,8 +79,9 @@ def add(index: DenseIndex, documents, *, replace: bool = False, encoder=None) ->
 
 
 def delete(index: DenseIndex, docnos: Iterable[str]) -> DenseIndex:
-    """Mark the rows of ``docnos`` deleted (they are never returned again); every docno must be in the index."""
-    docnos = [str(d) for d in docnos]
+    """Mark the rows of ``docnos`` deleted (they are never returned again); every docno must be in the index. A
+    string is one docno, taken whole."""
+    docnos = [docnos] if isinstance(docnos, str) else [str(d) for d in docnos]
     if not docnos:
         raise InputError("no docnos to delete")
 

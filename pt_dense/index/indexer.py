@@ -16,6 +16,7 @@ from pt_dense.encoders.stages import ENCODER_KEY
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.index.layout import DOCNOS_FILE, FORMAT, FORMAT_VERSION, check_dtype, vector_files
 from pt_dense.index.publish import publish, refuse_existing
+from pt_dense.io.validation import docno_problem, shown
 
 if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
@@ -101,6 +102,7 @@ class DenseIndexer(pt.Indexer):
                 vec_out.write(vectors.astype(self.dtype, copy=False).tobytes())
                 ids_out.write("".join(d + "\n" for d in docnos))
                 count += len(chunk)
+            bar.finish(count)
         if count == 0:
             raise InputError("the corpus is empty: there is nothing to index")
         return {"dim": dim, "count": count, "normalized": normalized, "encoder": encoder}
@@ -109,7 +111,12 @@ class DenseIndexer(pt.Indexer):
 class _IndexingBar:
     """The indexing bar counts a document when it is encoded (a document encoder upstream reports every model batch
     it finishes: PyTerrier hands that stage 1,024 documents at a time, and counting their records as they arrive
-    would show nothing, then a jump, per 1,024) or, for vectors computed elsewhere, when its record arrives."""
+    would show nothing, then a jump, per 1,024) or, for vectors computed elsewhere, when its record arrives.
+
+    It never passes its total: encode reports run ahead of the records by at most a stage batch, but any other
+    encoding done while the indexer runs reports too, so the encoded count is capped at the total (which grows only
+    when more records arrive than it said); :meth:`finish` sets it to the documents indexed, exactly.
+    """
 
     def __init__(self, bar):
         self.bar, self.encoded_count, self.received_count = bar, 0, 0
@@ -124,10 +131,23 @@ class _IndexingBar:
             self._show()
             yield record
 
+    def finish(self, count: int) -> None:
+        """End at ``count``, the documents indexed (whatever the encode reports added up to)."""
+        if self.bar.disable:
+            return
+        if self.bar.total is None or self.bar.total < count:
+            self.bar.total = count
+        self.bar.n = count
+        self.bar.refresh()
+
     def _show(self) -> None:
         if self.bar.disable:
             return
+        if self.bar.total is not None and self.received_count > self.bar.total:  # more records than it said
+            self.bar.total = self.received_count
         done = max(self.encoded_count, self.received_count)
+        if self.bar.total is not None:
+            done = min(done, self.bar.total)
         if done > self.bar.n:
             self.bar.update(done - self.bar.n)
 
@@ -148,10 +168,13 @@ def _chunks(records: Iterable[dict], size: int):
 
 
 def check_docno(docno: object, seen: set[str]) -> str:
-    if not isinstance(docno, str) or not docno or any(c in docno for c in "\n\r"):
-        raise InputError(f"invalid docno {docno!r}: docnos must be non-empty strings without line breaks")
+    """``docno``, checked (see :func:`pt_dense.io.validation.docno_problem`: any non-empty text without a line break)
+    and added to ``seen``; an invalid or repeated docno is an InputError naming it."""
+    problem = docno_problem(docno)
+    if problem:
+        raise InputError(f"invalid docno {shown(docno)}: {problem}")
     if docno in seen:
-        raise InputError(f"duplicate docno {docno!r}: each document must be indexed once")
+        raise InputError(f"duplicate docno {shown(docno)}: each document must be indexed once")
     seen.add(docno)
     return docno
 

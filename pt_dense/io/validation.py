@@ -1,4 +1,4 @@
-"""Input checks shared by the stages: missing columns, empty or missing texts, vector shapes."""
+"""Input checks shared by the stages: missing columns, empty or missing texts, docnos, vector shapes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,43 @@ def require_columns(columns: Iterable[str], required: Sequence[str], stage: obje
             f"{name} needs the column(s) {missing} but its input has {sorted(present)}; "
             f"put a stage that produces them before it (e.g. a retriever for 'docno', an encoder for '*_vec')"
         )
+
+
+#: Lucene's limit on one term, in UTF-8 bytes: Anserini indexes a docno as a term (Lucene exports, BM25), and a longer
+#: one makes its indexing thread fail, silently losing documents
+MAX_DOCNO_BYTES = 32766
+
+
+def docno_problem(docno: object) -> str | None:
+    """Why ``docno`` cannot be a docno, or None when it can.
+
+    A docno is any non-empty text without a line break (``"\\n"``, ``"\\r"``: docnos are stored one a line) or a NUL
+    (``"\\x00"``: numpy's fixed-width strings, which FlexIndex docnos come back as, drop a trailing one, and C tools
+    end a string there) that UTF-8 can encode (no lone surrogate) in at most :data:`MAX_DOCNO_BYTES` bytes. Every
+    other character (commas, spaces, tabs, quotes, ``\\x0c``, ``\\x85``, U+2028, emoji...) is kept exactly by every
+    stage and export.
+    """
+    if not isinstance(docno, str) or not docno:
+        return "docnos must be non-empty strings"
+    if "\n" in docno or "\r" in docno:
+        return "a docno may not hold a line break (\\n or \\r): docnos are stored one a line; replace them"
+    if "\x00" in docno:
+        return ("a docno may not hold a NUL (\\x00): FlexIndex exports and C tools would cut it; remove or replace "
+                "it")
+    try:
+        size = len(docno.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it holds a lone surrogate, which UTF-8 cannot store; give valid Unicode text"
+    if size > MAX_DOCNO_BYTES:
+        return (f"it is {size:,} bytes long in UTF-8, more than Lucene's {MAX_DOCNO_BYTES:,} (a docno is a Lucene term "
+                "in the Lucene exports and BM25); shorten it, e.g. to a hash of the text")
+    return None
+
+
+def shown(docno: object, limit: int = 80) -> str:
+    """``repr(docno)``, cut to about ``limit`` characters for an error message."""
+    text = repr(docno)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(docno) if isinstance(docno, str) else '?'} chars)"
 
 
 def clean_texts(values: Sequence[object], ids: Sequence[object], what: str) -> list[str]:

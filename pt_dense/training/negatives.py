@@ -31,6 +31,7 @@ from pt_dense.fusion import linear_fusion, rrf
 from pt_dense.index.cached import cached_index
 from pt_dense.io.atomic import atomic_file
 from pt_dense.io.cache import cache_dir, collection_key
+from pt_dense.io.validation import shown
 
 
 class NegativeSource:
@@ -190,7 +191,29 @@ def read_scores(path: str | Path) -> dict[str, dict[str, float]]:
 
 
 def _read(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", header=None, names=["qid", "docno", "score"], dtype={"qid": str, "docno": str})
+    """``qid, docno, score`` of a negatives file: ``qid<TAB>docno[<TAB>score]`` lines that end at ``"\\n"`` alone
+    (``"\\r\\n"`` tolerated), every field taken whole (no quoting, no "NA" read as missing); empty lines skipped."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError as err:
+        raise InputError(f"the negatives file {path} does not exist: mine one with pt_dense.training.negatives.mine, "
+                         "or give a qid<TAB>docno file") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"the negatives file {path} is not UTF-8 text ({err}): save it as UTF-8") from err
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):
+        fields = (line[:-1] if line.endswith("\r") else line).split("\t")
+        if fields == [""]:
+            continue
+        try:
+            score = float(fields[2]) if len(fields) == 3 else float("nan")
+        except ValueError:
+            score = None
+        if len(fields) not in (2, 3) or not fields[0] or not fields[1] or score is None:
+            raise InputError(f"{path}, line {n}: {shown(line)} is not qid<TAB>docno or qid<TAB>docno<TAB>score")
+        rows.append((fields[0], fields[1], score))
+    return pd.DataFrame(rows, columns=["qid", "docno", "score"]).astype({"qid": object, "docno": object})
 
 
 def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) -> Path:
@@ -200,8 +223,12 @@ def mine(retriever, topics: pd.DataFrame, path: str | Path, depth: int = 100) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
-        rows = zip(top["qid"].astype(str), top["docno"].astype(str), top["score"].astype(float), strict=True)
-        tmp.write_text("".join(f"{q}\t{d}\t{s!r}\n" for q, d, s in rows))
+        rows = list(zip(top["qid"].astype(str), top["docno"].astype(str), top["score"].astype(float), strict=True))
+        tabbed = [(q, d) for q, d, _ in rows if "\t" in q + d or "\n" in q or "\r" in q]
+        if tabbed:
+            raise InputError(f"a negatives file is qid<TAB>docno<TAB>score lines, but qid {shown(tabbed[0][0])} / "
+                             f"docno {shown(tabbed[0][1])} holds a tab or line break: rename it to mine negatives")
+        tmp.write_text("".join(f"{q}\t{d}\t{s!r}\n" for q, d, s in rows), encoding="utf-8")
     return path
 
 

@@ -7,7 +7,10 @@
 package io.ptdense;
 
 public final class Hits {
-  /** The docids, one per line, best first. */
+  /**
+   * The docids, best first, each followed by '\n' (no pt_dense docno holds one). Split on '\n' alone: a docid may
+   * hold any other character, line separators such as form feed, U+0085 and U+2028 included.
+   */
   public final String docids;
   /** The scores as Lucene gives them, space-separated, in the order of the docids. */
   public final String scores;
