@@ -336,3 +336,38 @@ def test_recover_leaves_a_live_writers_folder_alone(tmp_path):
 
 def test_every_failure_here_is_a_pt_dense_error():
     assert issubclass(IndexReadOnlyError, PtDenseError) and issubclass(IndexReadOnlyError, PermissionError)
+
+
+def test_an_index_of_stamped_rows_without_an_encoder_stage_knows_its_encoder(tmp_path, tiny_encoder):
+    from pt_dense import EncoderMismatchError
+
+    texts = ["cat dog", "gene protein", "blood brain"]
+    index = DenseIndex(tmp_path / "idx")
+    index.indexer(progress=False).index(
+        {"docno": f"d{i}", "doc_vec": v} for i, v in enumerate(tiny_encoder.encode(texts, "doc")))
+    assert index.fingerprint == tiny_encoder.fingerprint
+    with pytest.raises(EncoderMismatchError):
+        index.retriever(k=2)(pd.DataFrame({"qid": ["1"], "query_vec": [np.ones(index.dim, np.float32)]}))
+
+
+def test_search_structures_in_a_package_are_never_unpacked(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from lz4.frame import LZ4FrameFile
+
+    monkeypatch.setenv("PYTERRIER_HOME", str(tmp_path / "home"))
+    index = build(tmp_path / "idx")
+    package = tmp_path / "hostile.tar.lz4"
+    with LZ4FrameFile(package, "wb") as raw, tarfile.open(fileobj=raw, mode="w|") as tar:
+        for file in sorted(index.path.rglob("*")):
+            if file.is_file() and file.name != ".lock":
+                tar.add(file, arcname=file.relative_to(index.path).as_posix())
+        for name in ("hnsw-M32-efc200.faiss", "hnsw-M32-efc200.faiss.json"):
+            data = b"not a structure of these vectors"
+            info = tarfile.TarInfo(f"{index.folder.name}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    folder = unpack_package(package)
+    assert not list(folder.rglob("*.faiss*"))
+    assert search(DenseIndex(folder)) == search(index)

@@ -12,7 +12,7 @@ import numpy as np
 import pyterrier as pt
 
 from pt_dense.encoders.batching import report_progress_to
-from pt_dense.encoders.stages import ENCODER_KEY
+from pt_dense.encoders.stages import ENCODER_KEY, fingerprint_of
 from pt_dense.errors import InputError, MissingColumnsError
 from pt_dense.index.layout import DOCNOS_FILE, FORMAT, FORMAT_VERSION, check_dtype, vector_files
 from pt_dense.index.publish import publish, refuse_existing
@@ -91,7 +91,7 @@ class DenseIndexer(pt.Indexer):
                             f"the indexer needs records with {missing}; put a document encoder before it: "
                             "enc.doc_encoder() >> index.indexer()"
                         )
-                    encoder = chunk[0].get(ENCODER_KEY)
+                    encoder = chunk[0].get(ENCODER_KEY) or _stamp_record(chunk[0])
                 docnos = [check_docno(r.get("docno"), seen) for r in chunk]
                 if any(_fingerprint(r) != (encoder or {}).get("fingerprint") for r in chunk):
                     raise InputError("the records come from more than one encoder; index one encoder's vectors")
@@ -153,7 +153,14 @@ class _IndexingBar:
 
 
 def _fingerprint(record: dict) -> str | None:
-    return (record.get(ENCODER_KEY) or {}).get("fingerprint")
+    return (record.get(ENCODER_KEY) or {}).get("fingerprint") or fingerprint_of(record.get("doc_vec"))
+
+
+def _stamp_record(record: dict) -> dict | None:
+    """The encoder record of vectors that carry their encoder's stamp but came without a document encoder stage
+    (e.g. ``enc.encode(texts)`` rows): its fingerprint, so the index still knows its encoder."""
+    fingerprint = fingerprint_of(record.get("doc_vec"))
+    return {"fingerprint": fingerprint, "name": "?"} if fingerprint else None
 
 
 def _chunks(records: Iterable[dict], size: int):

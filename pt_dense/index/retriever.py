@@ -32,10 +32,8 @@ class DenseRetriever(pt.Transformer):
     kind = "flat"
 
     def __init__(self, index: DenseIndex, k: int = 1000, *, encoder=None):
-        if k < 1:
-            raise InputError(f"k must be at least 1, not {k}")
         self.index = index
-        self.k = k
+        self.k = check_int("k", k, 1)
         self.vouched_by(encoder)
 
     def vouched_by(self, encoder) -> DenseRetriever:

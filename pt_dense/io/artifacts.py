@@ -25,6 +25,8 @@ from pt_dense.errors import IndexExistsError, InputError
 from pt_dense.io.atomic import atomic_dir
 from pt_dense.io.files import read_json
 
+#: derived search structures (FAISS files and their sidecars) a package may carry but that are never unpacked
+DERIVED_SUFFIXES = (".faiss", ".faiss.json")
 #: group and other write permission bits: an unpacked artifact carries neither
 SHARED_WRITE = 0o022
 
@@ -108,6 +110,8 @@ def _extract(package: Path, segments: list[Path], expected_sha256: str | None, d
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
+                    if member.name.endswith(DERIVED_SUFFIXES):
+                        continue  # search structures are rebuilt from the vectors, never taken from a package
                     if (member.isfile() or member.isdir()) and pt.io.path_is_under_base(member.path, out):
                         tar.extract(member, out, set_attrs=False, filter="data")
             while stream.read(1 << 20):  # to the end, so the hash covers every byte
