@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _faults_26 import cases_26
+from _faults_26_inputs import cases_26_inputs
 from transformers import BertConfig, BertModel, BertTokenizer
 
 import pt_dense.index.structures as structures_module
@@ -274,7 +275,7 @@ def main() -> None:
         root = Path(tmp)
         os.environ["PT_DENSE_CACHE"] = str(root / "cache")  # a fresh cache: nothing built before counts
         rows = []
-        for case, action, kept in [*cases(root), *cases_26(root / "issue-26")]:
+        for case, action, kept in [*cases(root), *cases_26(root / "writes"), *cases_26_inputs(root / "inputs")]:
             did = outcome(action).replace(tmp, "<tmp>")
             rows.append({"fault or bad input": case, "what pt_dense does": did,
                          "nothing lost": "yes" if kept() else "NO"})
