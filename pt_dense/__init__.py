@@ -31,6 +31,7 @@ _EXPORTS = {
     "UnknownModelError": "pt_dense.errors",
     "IndexExistsError": "pt_dense.errors",
     "IndexFormatError": "pt_dense.errors",
+    "IndexReadOnlyError": "pt_dense.errors",
     "EncoderMismatchError": "pt_dense.errors",
     "DeploymentError": "pt_dense.errors",
 }
@@ -40,8 +41,8 @@ _SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "index", 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
     "BM25", "BiEncoder", "CachedNegatives", "CorrectedNegatives", "Corrector", "DenseIndex", "OnnxEncoder", "PEFA",
     "PromptBank", "TorchEncoder", "linear_fusion", "rrf",
-    "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "InputError",
-    "MissingColumnsError", "PtDenseError", "UnknownModelError",
+    "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "IndexReadOnlyError",
+    "InputError", "MissingColumnsError", "PtDenseError", "UnknownModelError",
     "datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "report", "scaling",
     "training",
 ]
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         EncoderMismatchError,
         IndexExistsError,
         IndexFormatError,
+        IndexReadOnlyError,
         InputError,
         MissingColumnsError,
         PtDenseError,
