@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pt_dense.io.lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "BiEncoder": "pt_dense.training.biencoder",
