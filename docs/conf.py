@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the working tree's pt_dense, installed or not
 os.environ.setdefault("OPENAI_API_KEY", "unused")  # Pyserini 1.6.0 asks for one at import (see DESIGN.md)
 
+import logging  # noqa: E402
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build FAISS loads: not the docs' news
+
 import pt_dense  # noqa: E402
 
 project = "pt_dense"

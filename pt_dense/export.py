@@ -25,7 +25,7 @@ from pt_dense.errors import InputError
 from pt_dense.index.cached import cached_index
 from pt_dense.index.dense_index import DenseIndex
 
-#: export targets by name: ``target(source, out_dir, **settings) -> Path``
+#: Export targets by name, each called as ``target(source, out_dir, **settings)`` and returning the output folder.
 TARGETS: dict[str, Callable[..., Path]] = {"onnx": onnx, "pyserini_faiss": pyserini_faiss, "lucene": lucene,
                                            "flex": flex, "package": package}
 

@@ -1,9 +1,9 @@
 """Hybrid BM25 + dense stages, built from PyTerrier's own operators and fusion.
 
-- :func:`linear_fusion`: per-query min-max normalised scores, mixed with a weight
+- :func:`~pt_dense.linear_fusion`: per-query min-max normalised scores, mixed with a weight
   (``w * (a >> norm) + (1 - w) * (b >> norm)``: PyTerrier's ``*`` and ``+``; a document one system misses counts 0
   on that side, which is that system's minimum).
-- :func:`rrf`: reciprocal rank fusion (pyterrier-alpha's ``RRFusion``).
+- :func:`~pt_dense.rrf`: reciprocal rank fusion (pyterrier-alpha's ``RRFusion``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Deployment: Pyserini/Lucene indexes and the stages that search them (the ONNX export lives with the encoders,
-which run it by default on CPUs; the Java bridge's build and the JVM start live in :mod:`pt_dense.io`)."""
+which run it by default on CPUs; the Java bridge's build and the JVM start live in ``pt_dense.io``)."""
 
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     @property
     def position_limit(self) -> int | None:
-        """The most tokens (special tokens included) the model's positions allow: ``max_position_embeddings`` less
+        """The most tokens (special tokens included) the model's positions allow, ``max_position_embeddings`` less
         the family's offset (RoBERTa's padding offset, for instance); None if the model does not say."""
         return self.family.max_length(self.model.config)
 
@@ -255,7 +255,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
     # ------------------------------------------------------------------ adapters
     @property
     def mode(self) -> str:
-        """The adapter's name: ``"lora"``, ``"prompts"``, or ``"full"`` (every weight trains)."""
+        """The adapter's name, ``"lora"``, ``"prompts"`` or ``"full"`` (every weight trains)."""
         return self.adapter.name
 
     def backbone(self) -> torch.nn.Module:
@@ -285,8 +285,8 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     def with_prompts(self, length: int = 32, reparam: bool = False) -> TorchEncoder:
         """A new encoder whose base weights are frozen and which trains ``length`` key/value prompts in every layer
-        (deep prompt tuning, P-tuning v2 / DPTDR; see :mod:`pt_dense.encoders.prompts`). A family that cannot take
-        them (DistilBERT, MPNet, ModernBERT) raises :class:`~pt_dense.errors.PromptsUnsupportedError`."""
+        (deep prompt tuning, P-tuning v2 / DPTDR; see ``pt_dense.encoders.prompts``). A family that cannot take
+        them (DistilBERT, MPNet, ModernBERT) raises ``PromptsUnsupportedError`` (an :class:`~pt_dense.InputError`)."""
         self.family.check_prompts()
         return self.with_adapter(Prompts(length, reparam))
 
@@ -444,7 +444,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
-        """float32 vectors, one row per text, in input order, computed in :attr:`precision`.
+        """float32 vectors, one row per text, in input order, computed in the encoder's ``precision``.
 
         Texts are sorted by token length so each batch is padded only to its own longest text. The matrix (and each
         of its rows: ``list(enc.encode(...))`` makes a ``doc_vec`` column) is an

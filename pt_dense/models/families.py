@@ -48,7 +48,7 @@ class ModelFamily:
         return self.prompt_argument is not None
 
     def check_prompts(self) -> None:
-        """Raise :class:`PromptsUnsupportedError` where prompts would silently do nothing."""
+        """Raise ``PromptsUnsupportedError`` where prompts would silently do nothing."""
         if not self.deep_prompts:
             raise PromptsUnsupportedError(
                 f"{self.name} models take no per-layer key/value cache, so deep prompts would train but change "

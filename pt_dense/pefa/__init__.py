@@ -1,5 +1,5 @@
 """PEFA: parameter-free adapters for any embedding retriever (Chang et al., WSDM 2024): the scores
-(:mod:`.core`), the PyTerrier stages (:mod:`.stages`) and the choice of lam and k (:mod:`.tuning`)."""
+(``pefa.core``), the PyTerrier stages (``pefa.stages``) and the choice of lam and k (``pefa.tuning``)."""
 
 from pt_dense.pefa.core import KINDS, PEFA, drop_overlap, sparse_lookup
 

@@ -117,7 +117,7 @@ class PEFA:
 
     def tune(self, valid_topics: pd.DataFrame, valid_qrels: pd.DataFrame, **grid) -> dict:
         """Pick lam (and k for XL) on validation data: ``{"best", "grid", "pefa"}``, where ``pefa`` is a new PEFA
-        with the best settings (see :func:`pt_dense.pefa.tuning.tune` for the grid and the measure)."""
+        with the best settings (see ``pt_dense.pefa.tuning.tune`` for the grid and the measure)."""
         return tune(self, valid_topics, valid_qrels, **grid)
 
     # ------------------------------------------------------------------ XL scoring

@@ -81,7 +81,7 @@ class PefaReranker(VectorScorer):
 
 
 class PefaRetriever(_PefaStage):
-    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k`)."""
+    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k <pt_dense.PEFA.top_k>`)."""
 
     def __init__(self, pefa: PEFA, k: int = 1000, *, encoder=None):
         super().__init__(pefa, encoder=encoder)

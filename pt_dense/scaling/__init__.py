@@ -1,10 +1,10 @@
 """Scaling laws for dense retrieval (Fang et al., SIGIR 2024).
 
-- :mod:`~pt_dense.scaling.measure`: contrastive log-likelihood L, as a function, a candidates stage and an
+- ``scaling.measure``: contrastive log-likelihood L, as a function, a candidates stage and an
   ir_measures measure for ``pt.Experiment``;
-- :mod:`~pt_dense.scaling.laws`: power-law fits in model size N and annotations D, and budget planning;
-- :mod:`~pt_dense.scaling.grid`: the grid of (model size, annotations) cells behind ``pt-dense scaling run``;
-- :mod:`~pt_dense.scaling.run`: the other ``pt-dense scaling`` steps (measure one encoder, fit a grid's law).
+- ``scaling.laws``: power-law fits in model size N and annotations D, and budget planning;
+- ``scaling.grid``: the grid of (model size, annotations) cells behind ``pt-dense scaling run``;
+- ``scaling.run``: the other ``pt-dense scaling`` steps (measure one encoder, fit a grid's law).
 
 Names are imported lazily, so reading :class:`GridConfig` (the CLI's defaults) does not import torch.
 """

@@ -18,7 +18,7 @@ ADAPTERS = {"lora": "lora", "prompts": "prompts", "none": "full"}  # the recipe'
 @dataclass(frozen=True)
 class Recipe:
     """A named way to train: ``adapter`` (``"lora"``, ``"prompts"`` or ``"none"`` for every weight) with ``lora``
-    settings (``with_lora``'s), ``negatives`` (a name of :mod:`.sources`) and ``settings`` (``fit``'s)."""
+    settings (``with_lora``'s), ``negatives`` (a name of ``pt_dense.training.sources``) and ``settings`` (``fit``'s)."""
 
     name: str
     summary: str
