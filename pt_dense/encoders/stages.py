@@ -104,16 +104,47 @@ class StageFactory:
     """The PyTerrier stages of anything with ``encode(texts, side)``, ``fingerprint`` and ``batch_size``."""
 
     def query_encoder(self, batch_size: int | None = None) -> QueryEncoder:
-        """Stage ``qid, query -> + query_vec`` (each distinct query encoded once)."""
+        """A stage ``qid, query -> + query_vec`` (each distinct query encoded once).
+
+        Args:
+            batch_size: Queries a batch (default: the encoder's).
+
+        Returns:
+            A :class:`~pt_dense.encoders.stages.QueryEncoder`.
+
+        Example::
+
+            dense = enc.query_encoder() >> index.retriever(k=1000)
+        """
         return QueryEncoder(self, batch_size=batch_size)
 
     def doc_encoder(self, batch_size: int | None = None) -> DocEncoder:
-        """Stage ``docno, text -> + doc_vec``."""
+        """A stage ``docno, text -> + doc_vec``.
+
+        Args:
+            batch_size: Documents a batch (default: the encoder's).
+
+        Returns:
+            A :class:`~pt_dense.encoders.stages.DocEncoder`.
+
+        Example::
+
+            (enc.doc_encoder() >> index.indexer()).index(data.corpus_iter())
+        """
         return DocEncoder(self, batch_size=batch_size)
 
     def scorer(self, batch_size: int | None = None) -> TextScorer:
-        """Stage re-ranking ``qid, query, docno, text`` rows by encoding both sides (a DenseIndex's ``scorer()`` is
-        the cheaper path: it reads stored document vectors)."""
+        """A stage re-ranking ``qid, query, docno, text`` rows by encoding both sides.
+
+        A :meth:`DenseIndex.scorer() <pt_dense.DenseIndex.scorer>` is the cheaper path: it reads stored document
+        vectors.
+
+        Args:
+            batch_size: Texts a batch (default: the encoder's).
+
+        Returns:
+            A :class:`~pt_dense.encoders.stages.TextScorer`.
+        """
         return TextScorer(self, batch_size=batch_size)
 
 

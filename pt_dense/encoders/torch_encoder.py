@@ -95,9 +95,28 @@ class TorchEncoder(StageFactory, pt.Transformer):
         """Wrap ``model`` and ``tokenizer``.
 
         Every setting is checked here and again whenever it is set in place (``enc.doc_max_length = 128``): a bad
-        value raises :class:`~pt_dense.errors.InputError` naming the allowed range. Max lengths run from the
-        family's special tokens to the model's positions (:attr:`position_limit`); left out, they are
+        value raises :class:`~pt_dense.InputError` naming the allowed range. Max lengths run from the
+        family's special tokens to the model's positions (:attr:`~pt_dense.TorchEncoder.position_limit`); left out, they are
         ``DEFAULT_MAX_LENGTH`` capped at the positions.
+
+        Args:
+            model: A Hugging Face encoder model; its ``config.model_type`` chooses the model family.
+            tokenizer: The model's tokenizer (a fast tokenizer where one exists).
+            pooling: ``"mean"``, ``"cls"`` or ``"last"`` (the last real token).
+            normalize: L2-normalise the vectors, so that a dot product is a cosine.
+            query_max_length: Tokens kept of a query, special tokens included.
+            doc_max_length: Tokens kept of a document, special tokens included.
+            query_prefix: Text put before every query (E5's ``"query: "``, for instance).
+            doc_prefix: Text put before every document.
+            batch_size: Texts encoded per batch.
+            name: The name the encoder reports (default: the model's ``_name_or_path``).
+            device: A torch device or its name (default: CUDA when available, else the CPU).
+            precision: ``"auto"`` (ONNX Runtime int8 on a CPU, bf16 on a GPU), ``"fp32"``, ``"bf16"``, ``"int8"``...
+            autocast: The older spelling of ``precision="bf16"``.
+            adapter: What trains (default: every weight).
+
+        Raises:
+            InputError: A setting out of its range.
         """
         if autocast not in (None, "bf16"):
             raise InputError(f"autocast must be None or 'bf16', not {autocast!r}")
@@ -205,6 +224,20 @@ class TorchEncoder(StageFactory, pt.Transformer):
         Settings come, weakest first, from the model's family (pooling), a sentence-transformers folder
         (``1_Pooling``, ``modules.json``, ``sentence_bert_config.json``) or one saved by :meth:`save`, the preset of
         a known name (prefixes, pooling, max length), and keyword ``settings``.
+
+        Args:
+            name_or_path: A short name, a hub id, or a folder.
+            **settings: Settings of :class:`TorchEncoder` (``pooling``, ``doc_max_length``, ``precision``...).
+
+        Returns:
+            The encoder (a :class:`~pt_dense.BiEncoder` when called on it).
+
+        Raises:
+            UnknownModelError: ``name_or_path`` is neither a short name, a folder nor a reachable hub id.
+
+        Example::
+
+            enc = ptd.BiEncoder.from_pretrained("minilm", doc_max_length=128)
         """
         folder = recover(Path(str(name_or_path)).expanduser())  # a save killed mid-replace leaves the old folder
         if is_adapter_folder(folder):  # a LoRA adapter or deep prompts saved by save(): the base, then its adapter
@@ -229,16 +262,31 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return encoder
 
     def settings(self) -> dict:
-        """The settings that, with the weights, define the vectors this encoder produces."""
+        """The settings that, with the weights, define the vectors this encoder produces.
+
+        Returns:
+            Setting name -> value (pooling, normalisation, max lengths, prefixes...).
+        """
         return {key: getattr(self, key) for key in SETTING_KEYS}
 
     def descriptor(self) -> dict:
-        """What an index records about the encoder that made its vectors."""
+        """What an index records about the encoder that made its vectors.
+
+        Returns:
+            A JSON-ready dict: name, fingerprint, settings, adapter.
+        """
         return {"fingerprint": self.fingerprint, "name": self.name, "dim": self.dim, "settings": self.settings(),
                 "precision": self.precision}
 
     def save(self, path: str | Path) -> Path:
-        """Write model, tokenizer and settings to a folder that :meth:`from_pretrained` reads back."""
+        """Write model, tokenizer and settings to a folder that :meth:`from_pretrained` reads back.
+
+        Args:
+            path: The folder to write.
+
+        Returns:
+            The folder written.
+        """
         with atomic_dir(path, overwrite=True) as tmp:
             self.tokenizer.save_pretrained(tmp)
             config = {**self.settings(), "name": self.name, "mode": self.mode, "adapter": self.adapter.config()}
@@ -259,7 +307,11 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return self.adapter.name
 
     def backbone(self) -> torch.nn.Module:
-        """The base model without its adapter (LoRA removed from a copy; the frozen model under deep prompts)."""
+        """The base model without its adapter.
+
+        Returns:
+            LoRA removed from a copy of the model; the frozen model itself under deep prompts.
+        """
         return self.adapter.backbone(self.model)
 
     @property
@@ -268,7 +320,17 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return self._base_source
 
     def with_adapter(self, adapter: Adapter) -> TorchEncoder:
-        """A new encoder around a copy of the model carrying ``adapter`` (its base weights frozen)."""
+        """A new encoder around a copy of the model carrying ``adapter`` (its base weights frozen).
+
+        Args:
+            adapter: The adapter to wrap the model with.
+
+        Returns:
+            The new encoder; this one is unchanged.
+
+        Raises:
+            InputError: This encoder already carries an adapter.
+        """
         if not self.adapter.plain:
             raise InputError(f"this encoder already has an adapter ({self.mode}); start from a plain encoder "
                              "(or merge() a LoRA adapter first)")
@@ -278,21 +340,56 @@ class TorchEncoder(StageFactory, pt.Transformer):
                   targets: tuple[str, ...] | None = None) -> TorchEncoder:
         """A new encoder whose base weights are frozen and whose ``targets`` carry a LoRA adapter (peft).
 
-        Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections
-        (``targets=None``: the model family's, e.g. ``query``/``value`` for BERT, ``q``/``v`` for MPNet).
+        Defaults follow Lee et al. (2023): r=8, alpha=32, dropout 0.1 on the attention query and value projections.
+
+        Args:
+            r: The rank of the LoRA update.
+            alpha: The LoRA scaling numerator (the update is scaled by ``alpha / r``).
+            dropout: Dropout on the LoRA input.
+            targets: Module names to adapt; None takes the model family's (``query``/``value`` for BERT,
+                ``q``/``v`` for MPNet).
+
+        Returns:
+            The new encoder; this one is unchanged.
+
+        Raises:
+            InputError: This encoder already carries an adapter.
+
+        Example::
+
+            enc = ptd.BiEncoder.from_pretrained("minilm").with_lora(r=8, alpha=32)
         """
         return self.with_adapter(Lora(r, alpha, dropout, targets))
 
     def with_prompts(self, length: int = 32, reparam: bool = False) -> TorchEncoder:
         """A new encoder whose base weights are frozen and which trains ``length`` key/value prompts in every layer
         (deep prompt tuning, P-tuning v2 / DPTDR; see ``pt_dense.encoders.prompts``). A family that cannot take
-        them (DistilBERT, MPNet, ModernBERT) raises ``PromptsUnsupportedError`` (an :class:`~pt_dense.InputError`)."""
+        them (DistilBERT, MPNet, ModernBERT) raises ``PromptsUnsupportedError`` (an :class:`~pt_dense.InputError`).
+
+        Args:
+            length: Prompt vectors per layer.
+            reparam: Produce the prompts through a small MLP while training (P-tuning v2's reparameterisation).
+
+        Returns:
+            The new encoder; this one is unchanged.
+
+        Raises:
+            InputError: The family cannot take prompts, or this encoder already carries an adapter.
+        """
         self.family.check_prompts()
         return self.with_adapter(Prompts(length, reparam))
 
     def with_model(self, model: torch.nn.Module, adapter: Adapter | None = None, **changes) -> TorchEncoder:
-        """The same encoder (settings, tokenizer, base source) around another ``model`` carrying ``adapter``;
-        ``changes`` override settings (e.g. ``name``)."""
+        """The same encoder (settings, tokenizer, base source) around another model.
+
+        Args:
+            model: The model to wrap.
+            adapter: The adapter ``model`` carries (None: every weight trains).
+            **changes: Settings to override (``name``, ``doc_max_length``...).
+
+        Returns:
+            The new encoder.
+        """
         settings = {**self.settings(), "batch_size": self.batch_size, "name": self.name, "device": self.device,
                     "precision": self.requested_precision} | changes
         clone = type(self)(model, self.tokenizer, adapter=adapter or Adapter(), **settings)
@@ -300,7 +397,11 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return clone
 
     def merge(self) -> TorchEncoder:
-        """Fold a LoRA adapter into the weights (in place); the vectors stay the same."""
+        """Fold a LoRA adapter into the weights (in place); the vectors stay the same.
+
+        Returns:
+            This encoder, now a plain one.
+        """
         merged, adapter = self.adapter.merged(self.model)
         if adapter is not self.adapter:
             self.model, self.adapter = merged, adapter
@@ -308,14 +409,28 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return self
 
     def trainable_parameters(self) -> tuple[int, int]:
-        """(trainable, total) parameter counts."""
+        """Count the parameters.
+
+        Returns:
+            ``(trainable, total)`` parameter counts.
+        """
         params = list(self.model.parameters())
         return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
     def save_trainable(self, path: Path) -> None:
+        """Save the trainable weights alone (the adapter's, or all under full fine-tuning).
+
+        Args:
+            path: The file to write (torch's format).
+        """
         torch.save({k: v for k, v in self.model.state_dict().items() if k in self._trainable_names()}, path)
 
     def load_trainable(self, path: Path) -> None:
+        """Load weights written by :meth:`save_trainable` into this encoder's model.
+
+        Args:
+            path: The file to read.
+        """
         self.model.load_state_dict(torch.load(path, weights_only=True), strict=False)
         self.weights_changed()
 
@@ -338,6 +453,7 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     @property
     def dim(self) -> int:
+        """The dimension of the vectors."""
         return int(self.model.config.hidden_size)
 
     @property
@@ -378,8 +494,11 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return "bf16" if self.precision == "bf16" else None
 
     def exact(self) -> TorchEncoder:
-        """This encoder in fp32 PyTorch (sharing its model): the reference the other precisions are measured against,
-        and what an ONNX export traces."""
+        """This encoder in fp32 PyTorch, sharing its model.
+
+        Returns:
+            The reference the other precisions are measured against, and what an ONNX export traces.
+        """
         if self.precision == "fp32":
             return self
         reference = self.with_model(self.model, self.adapter, precision="fp32")
@@ -387,8 +506,12 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return reference
 
     def runtime(self):
-        """The OnnxEncoder that :meth:`encode` runs for an ONNX precision (exported into the cache once per weights
-        and settings), or None for the PyTorch precisions."""
+        """The ONNX encoder that :meth:`encode` runs for an ONNX precision.
+
+        Returns:
+            An :class:`~pt_dense.OnnxEncoder` (exported into the cache once per weights and settings), or None for
+            the PyTorch precisions.
+        """
         return self._runtime_for(self.fingerprint) if self.precision in ONNX_QUANTIZE else None
 
     def _runtime_for(self, fingerprint: str):
@@ -403,14 +526,29 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts: Sequence[str], side: Side) -> list[list[int]]:
-        """Token ids (with special tokens, truncated to the side's max length) of each text, not padded."""
+        """Tokenise texts, prefix included, without padding.
+
+        Args:
+            texts: The texts.
+            side: ``"query"`` or ``"doc"`` (its prefix and max length apply).
+
+        Returns:
+            Token ids of each text, with special tokens, truncated to the side's max length.
+        """
         prefix = self.query_prefix if side == "query" else self.doc_prefix
         max_length = self.query_max_length if side == "query" else self.doc_max_length
         texts = [prefix + t for t in texts] if prefix else list(texts)
         return self.tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Pad token ids into ``input_ids`` and ``attention_mask`` tensors on the encoder's device."""
+        """Pad token ids into a batch on the encoder's device.
+
+        Args:
+            ids: Token ids of each text (from :meth:`tokenize`).
+
+        Returns:
+            ``input_ids`` and ``attention_mask`` tensors.
+        """
         input_ids, mask = pad(ids, self.tokenizer.pad_token_id or 0)
         return {
             "input_ids": torch.from_numpy(input_ids).to(self.device),
@@ -418,11 +556,27 @@ class TorchEncoder(StageFactory, pt.Transformer):
         }
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled (and normalised) embeddings of a collated batch, with gradients when enabled."""
+        """Pooled (and normalised) embeddings of a collated batch, with gradients when enabled.
+
+        Args:
+            batch: The output of :meth:`collate`.
+
+        Returns:
+            One embedding a row.
+        """
         hidden = self.model(**batch).last_hidden_state
         return self.pool(hidden, batch["attention_mask"])
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pool token states into one vector a text (mean, CLS or last token), normalised when set.
+
+        Args:
+            hidden: The model's last hidden states, ``(batch, tokens, dim)``.
+            mask: The attention mask, ``(batch, tokens)``.
+
+        Returns:
+            ``(batch, dim)`` embeddings.
+        """
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         elif self.pooling == "last":  # the last real token (right padding)
@@ -433,7 +587,15 @@ class TorchEncoder(StageFactory, pt.Transformer):
         return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def embed(self, texts: Sequence[str], side: Side) -> torch.Tensor:
-        """Embeddings of a few texts with gradients (for training): no sorting, one batch."""
+        """Embeddings of a few texts with gradients (for training): no sorting, one batch.
+
+        Args:
+            texts: The texts.
+            side: ``"query"`` or ``"doc"``.
+
+        Returns:
+            One embedding a row, in input order.
+        """
         return self.forward(self.collate(self.tokenize(texts, side)))
 
     def encode(
@@ -450,6 +612,22 @@ class TorchEncoder(StageFactory, pt.Transformer):
         of its rows: ``list(enc.encode(...))`` makes a ``doc_vec`` column) is an
         :class:`~pt_dense.encoders.stages.EncodedVector` carrying this encoder's :attr:`fingerprint`, which an
         index checks.
+
+        Args:
+            texts: The texts.
+            side: ``"query"`` or ``"doc"`` (its prefix and max length apply).
+            batch_size: Texts a batch (default: the encoder's ``batch_size``).
+            progress: Show a progress bar (default: on long work only).
+
+        Returns:
+            A ``(len(texts), dim)`` float32 matrix.
+
+        Raises:
+            InputError: ``side`` is neither ``"query"`` nor ``"doc"``, or ``batch_size`` is not a whole number.
+
+        Example::
+
+            vecs = enc.encode(["a text", "another"], "doc")
         """
         check_side(side)
         fingerprint = self.fingerprint
@@ -477,14 +655,36 @@ class TorchEncoder(StageFactory, pt.Transformer):
             self.model.train(was_training)
 
     def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
+        """:meth:`encode` on the query side.
+
+        Args:
+            texts: The queries.
+            **kwargs: ``batch_size`` and ``progress``, as for :meth:`encode`.
+
+        Returns:
+            A ``(len(texts), dim)`` float32 matrix.
+        """
         return self.encode(texts, "query", **kwargs)
 
     def encode_docs(self, texts: Sequence[str], **kwargs) -> np.ndarray:
+        """:meth:`encode` on the document side.
+
+        Args:
+            texts: The documents' texts.
+            **kwargs: ``batch_size`` and ``progress``, as for :meth:`encode`.
+
+        Returns:
+            A ``(len(texts), dim)`` float32 matrix.
+        """
         return self.encode(texts, "doc", **kwargs)
 
     # ------------------------------------------------------------------ export
     def export_module(self) -> torch.nn.Module:
-        """A plain module ``(input_ids, attention_mask) -> last_hidden_state`` for ONNX export (adapters merged)."""
+        """A plain module for ONNX export, adapters merged.
+
+        Returns:
+            A module ``(input_ids, attention_mask) -> last_hidden_state``.
+        """
         model = self.adapter.export_model(self.model).to("cpu").eval()  # LoRA merged; prompts become constants
         backbone = self.adapter.backbone(model)
         if hasattr(backbone, "set_attn_implementation"):

@@ -82,6 +82,7 @@ class DenseIndex(pt.Artifact):
 
     # ------------------------------------------------------------------ reading
     def built(self) -> bool:
+        """Whether an index has been written at this path."""
         return has_generations(self.path) or (self.path / META_FILE).exists()
 
     @property
@@ -92,7 +93,11 @@ class DenseIndex(pt.Artifact):
         return self._generation
 
     def open_generation(self) -> Generation:
-        """Pin the newest complete generation (a view of a foreign layout opens its own folder instead)."""
+        """Pin the newest complete generation (a view of a foreign layout opens its own folder instead).
+
+        Returns:
+            The generation, held open (other writers do not remove it) until released.
+        """
         return open_newest(self.path)
 
     @property
@@ -101,7 +106,11 @@ class DenseIndex(pt.Artifact):
         return self.generation.folder
 
     def reload(self) -> DenseIndex:
-        """Let go of the generation read so far; the next read opens the newest one."""
+        """Let go of the generation read so far; the next read opens the newest one.
+
+        Returns:
+            This index.
+        """
         for attr in ("meta", "vectors", "docnos", "docno_column", "docno_lookup", "deleted"):
             self.__dict__.pop(attr, None)
         if self._generation is not None:
@@ -113,12 +122,14 @@ class DenseIndex(pt.Artifact):
 
     @cached_property
     def meta(self) -> dict:
+        """The generation's ``meta.json`` (dimension, count, encoder, files), checked against the files on disk."""
         meta = read_meta(self.folder)
         check_files(self.folder, meta)
         return meta
 
     @property
     def dim(self) -> int:
+        """The dimension of the vectors."""
         return int(self.meta["dim"])
 
     def __len__(self) -> int:
@@ -142,6 +153,7 @@ class DenseIndex(pt.Artifact):
 
     @cached_property
     def docnos(self) -> np.ndarray:
+        """The docno of every row, deleted rows included."""
         return read_docnos(self.folder, self._verifiable_meta)
 
     @cached_property
@@ -197,8 +209,18 @@ class DenseIndex(pt.Artifact):
 
     def check_origins(self, fingerprints: set[str], unstamped: int, *, what: str = "the query vectors",
                       encoder=None) -> None:
-        """:meth:`check_vectors` on what it reads from the vectors: the ``fingerprints`` they carry, and how many
-        (``unstamped``) carry none."""
+        """:meth:`check_vectors` on what it reads from the vectors.
+
+        Args:
+            fingerprints: The fingerprints the vectors carry.
+            unstamped: How many vectors carry none.
+            what: How the error names the vectors.
+            encoder: A pt_dense encoder (or its fingerprint) vouching for the vectors that carry none.
+
+        Raises:
+            EncoderMismatchError: The vectors come from several encoders, or from one this index does not stand
+                for, or carry no fingerprint and no encoder vouches for them.
+        """
         if len(fingerprints) > 1:
             raise EncoderMismatchError(f"{what} come from {len(fingerprints)} different encoders "
                                        f"({', '.join(sorted(e[:12] for e in fingerprints))}): encode them with one")
@@ -220,14 +242,17 @@ class DenseIndex(pt.Artifact):
                       ) -> None:
         """Raise :class:`EncoderMismatchError` if ``fingerprint`` names an encoder this index does not stand for.
 
+        An index built from foreign vectors takes any encoder.
+
         Args:
-            fingerprint: the fingerprint the vectors carry (``what`` names them), or with ``strict`` that of an
+            fingerprint: The fingerprint the vectors carry (``what`` names them), or with ``strict`` that of an
                 encoder given to vouch for vectors (``what`` names it).
-            what: how the error names them.
-            strict: an unknown fingerprint (None) is refused too; without it, it is let through (vectors from
+            what: How the error names them.
+            strict: An unknown fingerprint (None) is refused too; without it, it is let through (vectors from
                 another library; :meth:`check_vectors` decides about those).
 
-        An index built from foreign vectors takes any encoder.
+        Raises:
+            EncoderMismatchError: The fingerprint names another encoder (or, with ``strict``, none).
         """
         accepted = self.accepted_fingerprints
         if strict and not fingerprint and accepted:
@@ -242,7 +267,14 @@ class DenseIndex(pt.Artifact):
             )
 
     def chunks(self, size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(docnos, float32 vectors) of the live documents, ``size`` rows at a time (for exports and rebuilds)."""
+        """Read the live documents in chunks (for exports and rebuilds).
+
+        Args:
+            size: Rows a chunk.
+
+        Yields:
+            ``(docnos, float32 vectors)`` of up to ``size`` documents.
+        """
         keep = np.ones(len(self), dtype=bool)
         keep[self.deleted] = False
         for start in range(0, len(self), size):
@@ -254,21 +286,53 @@ class DenseIndex(pt.Artifact):
     def add(self, documents, *, encoder=None) -> DenseIndex:
         """Append documents (``docno, doc_vec``, e.g. ``enc.doc_encoder()(docs)``) as a new generation.
 
-        ``encoder`` (a pt_dense encoder or its fingerprint) vouches for vectors that carry no fingerprint (see
-        :meth:`check_vectors`); it must be one the index stands for.
+        Args:
+            documents: A frame (or records) of ``docno, doc_vec``.
+            encoder: A pt_dense encoder (or its fingerprint) that vouches for vectors carrying no fingerprint (see
+                :meth:`check_vectors`); it must be one the index stands for.
+
+        Returns:
+            This index, reading the new generation.
+
+        Raises:
+            EncoderMismatchError: The vectors come from an encoder the index does not stand for.
+            IndexReadOnlyError: This user may not write the index.
+
+        Example::
+
+            index.add(enc.doc_encoder()(new_docs))
         """
         return add(self, documents, encoder=encoder)
 
     def update(self, documents, *, encoder=None) -> DenseIndex:
-        """Replace documents (by docno; new ones are added) as a new generation; ``encoder`` as in :meth:`add`."""
+        """Replace documents (by docno; new ones are added) as a new generation.
+
+        Args:
+            documents: A frame (or records) of ``docno, doc_vec``.
+            encoder: Vouches for vectors carrying no fingerprint, as in :meth:`add`.
+
+        Returns:
+            This index, reading the new generation.
+        """
         return add(self, documents, replace=True, encoder=encoder)
 
     def delete(self, docnos) -> DenseIndex:
-        """Mark documents deleted (tombstones) as a new generation; :meth:`compact` removes them."""
+        """Mark documents deleted (tombstones) as a new generation; :meth:`compact` removes them.
+
+        Args:
+            docnos: The docnos to delete (a string is one docno).
+
+        Returns:
+            This index, reading the new generation.
+        """
         return delete(self, docnos)
 
     def compact(self) -> DenseIndex:
-        """Rewrite the index without its deleted rows."""
+        """Rewrite the index without its deleted rows, as a new generation.
+
+        Returns:
+            This index, reading the new generation.
+        """
         return compact(self)
 
     # ------------------------------------------------------------------ stages
@@ -277,9 +341,23 @@ class DenseIndex(pt.Artifact):
                 dtype: str = "float32") -> DenseIndexer:
         """Indexer consuming ``docno, doc_vec`` records (e.g. ``enc.doc_encoder() >> index.indexer()``).
 
-        ``total`` (the number of documents, if known) gives the progress bar an ETA; ``corpus`` (what
-        ``datasets.load`` opens the collection with) is recorded so a corrector can fetch the texts it re-encodes;
-        ``dtype="float16"`` stores the vectors in half the bytes (every change and refresh keeps the dtype).
+        Args:
+            overwrite: Replace an index already at the path (refused otherwise).
+            chunk_size: Records written at a time.
+            progress: Show a progress bar.
+            total: The number of documents, if known (gives the progress bar an ETA).
+            corpus: What ``datasets.load`` opens the collection with, recorded so a corrector can fetch the texts it
+                re-encodes.
+            shard: What a part of a sharded build records about itself (``pt-dense index --shard i/n`` sets it).
+            dtype: ``"float32"``, or ``"float16"`` to store the vectors in half the bytes (every change and refresh
+                keeps the dtype).
+
+        Returns:
+            A :class:`~pt_dense.index.indexer.DenseIndexer`.
+
+        Example::
+
+            (enc.doc_encoder() >> index.indexer()).index(data.corpus_iter())
         """
         return DenseIndexer(self, overwrite=overwrite, chunk_size=chunk_size, progress=progress, total=total,
                             corpus=corpus, shard=shard, dtype=dtype)
@@ -288,23 +366,59 @@ class DenseIndex(pt.Artifact):
         """First-stage retriever ``qid, query_vec -> docno, score, rank``: ``kind="flat"`` (exact) or ``"hnsw"``.
 
         HNSW params: ``M`` (32), ``ef_construction`` (200), ``ef_search`` (max(128, k)); the graph is built once and
-        cached in the index folder. ``encoder`` (a pt_dense encoder or its fingerprint) vouches for query vectors
-        that carry no fingerprint (see :meth:`check_vectors`); it must be one the index stands for.
+        cached in the index folder. Any FAISS factory string (``"IVF4096,PQ48"``) is a kind too.
+
+        Args:
+            k: Documents returned a query.
+            kind: ``"flat"``, ``"hnsw"``, a FAISS factory string, or a registered retriever kind.
+            encoder: A pt_dense encoder (or its fingerprint) that vouches for query vectors carrying no
+                fingerprint (see :meth:`check_vectors`); it must be one the index stands for.
+            **params: The kind's settings (``M``, ``ef_search``, ``nprobe``...).
+
+        Returns:
+            A :class:`~pt_dense.index.retriever.DenseRetriever`.
+
+        Example::
+
+            dense = enc.query_encoder() >> index.retriever(k=100, kind="hnsw")
         """
         return make_retriever(self, k=k, kind=kind, **params).vouched_by(encoder)
 
     def scorer(self, missing: str = "error", *, encoder=None) -> VectorScorer:
         """Re-ranker ``qid, query_vec, docno -> score, rank`` from the stored vectors (no document is re-encoded).
 
-        ``missing="error"`` refuses candidates the index lacks; ``"drop"`` removes them. ``encoder`` vouches for
-        query vectors that carry no fingerprint, as in :meth:`retriever`.
+        Args:
+            missing: ``"error"`` refuses candidates the index lacks; ``"drop"`` removes them.
+            encoder: A pt_dense encoder (or its fingerprint) that vouches for query vectors carrying no
+                fingerprint (see :meth:`check_vectors`); it must be one the index stands for.
+
+        Returns:
+            A :class:`~pt_dense.index.scorer.VectorScorer`.
+
+        Example::
+
+            rerank = bm25 >> enc.query_encoder() >> index.scorer()
         """
         return VectorScorer(self, missing=missing, encoder=encoder)
 
     def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                 keep_fresh_sample: bool = True) -> DenseIndex:
         """Stand this index for the corrector's encoder without re-encoding: every vector becomes h(base vector)
-        (see ``pt_dense.index.refresh``); in place by default, or written to ``path``."""
+        (see ``pt_dense.index.refresh``); in place by default, or written to ``path``.
+
+        Args:
+            corrector: A fitted :class:`~pt_dense.Corrector`.
+            path: Write the refreshed index there instead of in place.
+            overwrite: Replace an index already at ``path``.
+            keep_fresh_sample: Keep the freshly encoded sample's vectors as they are (not corrected).
+
+        Returns:
+            The refreshed index (this one, or the one at ``path``).
+
+        Example::
+
+            index.refresh(ptd.Corrector.fit(index, new_enc, sample=0.05))
+        """
         return refresh_index(self, corrector, path, overwrite=overwrite, keep_fresh_sample=keep_fresh_sample)
 
     @property
@@ -354,6 +468,11 @@ class DenseIndex(pt.Artifact):
         return package_files(self)
 
     def info(self) -> dict:
+        """Describe the index (what ``pt-dense verify`` and ``info`` print).
+
+        Returns:
+            ``meta.json`` with the path, the current generation's name and the bytes on disk.
+        """
         meta = dict(self.meta)
         meta["path"] = str(self.path)
         meta["generation"] = self.generation.name

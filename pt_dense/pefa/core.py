@@ -59,6 +59,29 @@ class PEFA:
         divide_by_k: bool = False,
         folded_path: str | Path | None = None,
     ):
+        """Encode the training queries and link them to the documents they judge relevant.
+
+        Args:
+            index: The dense index of the collection.
+            encoder: The encoder (or its query stage) that built ``index``.
+            train_topics: ``qid, query`` of the training queries.
+            train_qrels: ``qid, docno, label`` of the training queries.
+            kind: ``"xl"`` (re-rank or score every document) or ``"xs"`` (search a folded index).
+            lam: The weight of the dense score against the kNN label score, in [0, 1].
+            k: Nearest training queries that vote.
+            divide_by_k: Average the votes instead of summing them.
+            folded_path: Where PEFA-XS keeps its folded index (default: the cache).
+
+        Raises:
+            InputError: A bad ``kind``, ``lam`` or ``k``, or qrels that point at no document of the index.
+            MissingColumnsError: Topics or qrels without their columns.
+            EncoderMismatchError: ``encoder`` did not build ``index``.
+
+        Example::
+
+            pefa = ptd.PEFA(index, enc, data.topics("train"), data.qrels("train"))
+            pipeline = bm25 >> enc.query_encoder() >> pefa.reranker()
+        """
         if kind not in KINDS:
             raise InputError(f"kind must be one of {KINDS}, not {kind!r}")
         _check_lam_k(lam, k)
@@ -88,8 +111,16 @@ class PEFA:
 
     # ------------------------------------------------------------------ stages
     def reranker(self, *, encoder=None) -> pt.Transformer:
-        """Re-scores ``qid, query_vec, docno`` candidates from any first stage (candidates the index lacks are
-        dropped). ``encoder`` vouches for query vectors that carry no fingerprint, as in ``index.scorer``."""
+        """A stage re-scoring ``qid, query_vec, docno`` candidates from any first stage.
+
+        Candidates the index lacks are dropped.
+
+        Args:
+            encoder: Vouches for query vectors that carry no fingerprint, as in ``index.scorer``.
+
+        Returns:
+            A :class:`~pt_dense.pefa.stages.PefaReranker`.
+        """
         if self.kind == "xs":
             return PefaReranker(self, self.folded_index(), encoder=encoder)
         return PefaReranker(self, self.index, encoder=encoder)
@@ -97,7 +128,18 @@ class PEFA:
     def retriever(self, k: int = 1000, *, kind: str = "flat", encoder=None, **params) -> pt.Transformer:
         """First stage ``qid, query_vec -> docno, score, rank``. PEFA-XS is a dense search over the folded index, of
         any retriever ``kind`` (with its ``params``); PEFA-XL scores every document exactly (``kind="flat"``).
-        ``encoder`` vouches for query vectors that carry no fingerprint, as in ``index.retriever``."""
+        Args:
+            k: Documents returned a query.
+            kind: The retriever kind over the folded index (PEFA-XS); PEFA-XL takes ``"flat"`` only.
+            encoder: Vouches for query vectors that carry no fingerprint, as in ``index.retriever``.
+            **params: The kind's settings (PEFA-XS).
+
+        Returns:
+            A :class:`~pt_dense.pefa.stages.PefaRetriever` (XL) or :class:`~pt_dense.pefa.stages.PefaXsRetriever`.
+
+        Raises:
+            InputError: A kind or params given to PEFA-XL.
+        """
         if self.kind == "xs":
             folded = self.folded_index().retriever(k=k, kind=kind, encoder=encoder, **params)
             return PefaXsRetriever(self, folded, encoder=encoder)
@@ -107,7 +149,15 @@ class PEFA:
         return PefaRetriever(self, k, encoder=encoder)
 
     def with_settings(self, *, lam: float | None = None, k: int | None = None) -> PEFA:
-        """A PEFA with other ``lam``/``k`` over the same index and training queries (nothing is encoded again)."""
+        """A PEFA with other settings over the same index and training queries (nothing is encoded again).
+
+        Args:
+            lam: The new ``lam`` (None keeps this one's).
+            k: The new ``k`` (None keeps this one's).
+
+        Returns:
+            The new PEFA; this one is unchanged.
+        """
         lam, k = self.lam if lam is None else lam, self.k if k is None else k
         _check_lam_k(lam, k)
         other = copy.copy(self)
@@ -117,12 +167,28 @@ class PEFA:
 
     def tune(self, valid_topics: pd.DataFrame, valid_qrels: pd.DataFrame, **grid) -> dict:
         """Pick lam (and k for XL) on validation data: ``{"best", "grid", "pefa"}``, where ``pefa`` is a new PEFA
-        with the best settings (see ``pt_dense.pefa.tuning.tune`` for the grid and the measure)."""
+        with the best settings (see ``pt_dense.pefa.tuning.tune`` for the grid and the measure).
+
+        Args:
+            valid_topics: ``qid, query`` of validation queries (not training queries).
+            valid_qrels: Their qrels.
+            **grid: The values to try (``lams``, ``ks``).
+
+        Returns:
+            ``{"best": settings, "grid": rows, "pefa": the tuned PEFA}``.
+        """
         return tune(self, valid_topics, valid_qrels, **grid)
 
     # ------------------------------------------------------------------ XL scoring
     def knn_scores(self, queries: np.ndarray) -> sp.csr_matrix:
-        """Row q: sum over the k nearest training queries q_i of w_i * y(i, .), as a sparse (queries x docs)."""
+        """The kNN label scores: row q sums w_i * y(i, .) over the k nearest training queries q_i.
+
+        Args:
+            queries: Query vectors, one a row.
+
+        Returns:
+            A sparse (queries x documents) matrix.
+        """
         k = min(self.k, len(self.train_vectors))
         weights, neighbours = faiss.knn(queries, self.train_vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
         if self.divide_by_k:
@@ -134,7 +200,16 @@ class PEFA:
         return (mix @ self.labels).tocsr()
 
     def score_pairs(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """XL scores of (query position, document row) pairs (the re-ranker's path)."""
+        """XL scores of (query position, document row) pairs (the re-ranker's path).
+
+        Args:
+            queries: Query vectors, one a row.
+            query_pos: Each pair's row in ``queries``.
+            rows: Each pair's document row in the index.
+
+        Returns:
+            One float32 score a pair.
+        """
         dense = dot_rows(self.index.vectors, queries, query_pos, rows)
         knn = sparse_lookup(self.knn_scores(queries), query_pos, rows)
         return (self.lam * dense + (1 - self.lam) * knn).astype(np.float32)
@@ -145,6 +220,13 @@ class PEFA:
         Scoring all documents contains the merge of both candidate lists (the documents' dense top-k and the
         documents of the nearest training queries), so nothing a merge would find is missed; queries go in chunks
         that bound the score matrix to SCORE_CHUNK * 256 floats.
+
+        Args:
+            queries: Query vectors, one a row.
+            k: Documents a query.
+
+        Returns:
+            ``(scores, rows)``, each ``(len(queries), k)``, best first.
         """
         vectors, knn = self.index.vectors, self.knn_scores(queries)
         n_docs, deleted = len(vectors), self.index.deleted
@@ -166,7 +248,14 @@ class PEFA:
 
     # ------------------------------------------------------------------ XS folding
     def folded_vectors(self, lam: float | None = None) -> np.ndarray:
-        """d~ = lam * d + (1 - lam) * normalize(sum of the training queries relevant to d), all documents."""
+        """The folded document vectors, d~ = lam * d + (1 - lam) * normalize(sum of the training queries relevant to d).
+
+        Args:
+            lam: The weight (None: this PEFA's).
+
+        Returns:
+            One float32 vector a document row.
+        """
         lam = self.lam if lam is None else lam
         sums = np.asarray(self.labels.T @ self.train_vectors, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
@@ -175,7 +264,11 @@ class PEFA:
 
     def folded_index(self) -> DenseIndex:
         """The PEFA-XS index: a DenseIndex of its own, built once into the cache (or ``folded_path``; never beside the
-        user's index), stamped with the encoder it stands for."""
+        user's index), stamped with the encoder it stands for.
+
+        Returns:
+            The folded :class:`~pt_dense.DenseIndex`.
+        """
         if self._folded is not None:
             return self._folded
         path = self.folded_path or cache_dir() / "pefa-xs" / f"{self.index.meta.get('build_id')}-{self._xs_key()}"
@@ -200,7 +293,14 @@ class PEFA:
 
     # ------------------------------------------------------------------ leak check and tuning
     def check_leak(self, inp: pd.DataFrame) -> None:
-        """Refuse queries that are training queries (same qid, or the same text)."""
+        """Refuse queries that are training queries (same qid, or the same text).
+
+        Args:
+            inp: A frame of ``qid, query``.
+
+        Raises:
+            InputError: A query of ``inp`` is a training query.
+        """
         qids = inp["qid"].astype(str).tolist()
         leaked = {qid for qid in qids if qid in self.train_qids}
         if "query" in inp.columns:
