@@ -43,6 +43,26 @@ class BM25(pt.Transformer):
         threads: int | None = None,
         overwrite: bool = False,
     ):
+        """Open, or build once, a BM25 index of ``source``.
+
+        Args:
+            source: A dataset, an iterable of ``{"docno", "text"}`` dicts, or the folder of an existing index.
+            index_dir: Where the index lives (default: the cache, keyed by the collection).
+            engine: ``"lucene"`` (Pyserini) or ``"pisa"`` (pyterrier-pisa).
+            k1: BM25's term-frequency saturation.
+            b: BM25's length normalisation.
+            num_results: Documents returned a query.
+            threads: Search threads (default: all).
+            overwrite: Rebuild an index already at ``index_dir``.
+
+        Raises:
+            InputError: An unknown engine, a bad ``num_results``, an empty corpus, or a docno the engine cannot keep.
+            DeploymentError: Java or the engine could not be started.
+
+        Example::
+
+            bm25 = ptd.BM25(ptd.datasets.load("scifact"))
+        """
         if engine not in ENGINES:
             raise InputError(f"unknown BM25 engine {engine!r}; choose one of {ENGINES}")
         if num_results < 1:

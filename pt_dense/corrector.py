@@ -91,6 +91,19 @@ class Corrector(nn.Module):
 
     def __init__(self, dim: int, width: int = 1024, depth: int = 2, normalize: bool = True,
                  features: str | None = None, feature_dim: int = 0):
+        """Build h as the identity; :meth:`fit` (or :meth:`train_on`) learns it.
+
+        Args:
+            dim: The dimension of the vectors.
+            width: Hidden units of the MLP.
+            depth: Layers of the MLP.
+            normalize: L2-normalise h's output.
+            features: A feature kind h also reads of each document, or None.
+            feature_dim: The dimension of those features.
+
+        Raises:
+            InputError: ``depth`` or ``width`` below 1, or an unknown feature kind.
+        """
         super().__init__()
         if depth < 1 or width < 1:
             raise InputError("a corrector needs depth >= 1 and width >= 1")
@@ -116,6 +129,15 @@ class Corrector(nn.Module):
         self.report: CorrectorReport | None = None
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """h of a batch (torch's module call).
+
+        Args:
+            x: Stale vectors, one a row.
+            extra: The documents' feature rows, if h reads features.
+
+        Returns:
+            The corrected vectors.
+        """
         if extra is not None:
             extra = nn.functional.normalize(extra - self.feature_center, dim=-1)
         y = x + self.mlp(x if extra is None else torch.cat([x, extra], dim=1))
@@ -123,7 +145,16 @@ class Corrector(nn.Module):
 
     @torch.inference_mode()
     def apply(self, vectors: np.ndarray, extra: np.ndarray | None = None, batch_size: int = 65536) -> np.ndarray:
-        """h of a (count x dim) float32 matrix (with its documents' feature rows, if h reads features), in batches."""
+        """h of a float32 matrix, in batches.
+
+        Args:
+            vectors: A (count x dim) matrix of stale vectors.
+            extra: The documents' feature rows, if h reads features.
+            batch_size: Rows a batch.
+
+        Returns:
+            The corrected (count x dim) float32 matrix.
+        """
         self._check_extra(extra, len(vectors))
         self.eval()
         out = np.empty((len(vectors), self.dim), dtype=np.float32)
@@ -142,7 +173,18 @@ class Corrector(nn.Module):
                              f"({self.features or 'no features'}): {wanted}, not {shape}")
 
     def correct(self, vectors: np.ndarray, docnos) -> np.ndarray:
-        """h of the vectors of documents ``docnos``: their features computed first when h reads features."""
+        """h of the vectors of documents ``docnos``, their features computed first when h reads features.
+
+        Args:
+            vectors: The documents' stale vectors, one a row.
+            docnos: The documents' docnos, in the same order.
+
+        Returns:
+            The corrected float32 matrix.
+
+        Raises:
+            InputError: h reads features and :meth:`bind` was not called.
+        """
         if not self.features:
             return self.apply(vectors)
         if self.document_features is None:
@@ -151,7 +193,15 @@ class Corrector(nn.Module):
         return self.apply(vectors, self.document_features(list(docnos)))
 
     def bind(self, encoder: TorchEncoder, corpus) -> Corrector:
-        """Compute features from ``encoder`` and ``corpus``'s texts (a loaded corrector has none until bound)."""
+        """Compute features from ``encoder`` and ``corpus``'s texts (a loaded corrector has none until bound).
+
+        Args:
+            encoder: The encoder the corrector stands for.
+            corpus: The collection (a dataset, or ``docno, text`` records).
+
+        Returns:
+            This corrector.
+        """
         if self.features:
             self._bind(FEATURES[self.features](encoder), datasets.doc_texts(corpus))
         return self
@@ -160,7 +210,14 @@ class Corrector(nn.Module):
         self.document_features = lambda docnos: featurize([texts[d] for d in docnos])
 
     def fresh_positions(self, lookup) -> tuple[np.ndarray, np.ndarray]:
-        """(rows in an index, vectors) of the re-encoded sample's documents that ``lookup`` (docno -> row) holds."""
+        """The re-encoded sample's documents that an index holds.
+
+        Args:
+            lookup: The index's docno -> row mapping.
+
+        Returns:
+            ``(rows in the index, fresh vectors)``.
+        """
         if not self.fresh_rows:
             return np.zeros(0, dtype=int), np.zeros((0, self.dim), np.float32)
         rows = lookup.get_indexer(list(self.fresh_rows))
@@ -219,6 +276,22 @@ class Corrector(nn.Module):
         A tenth of the pairs is held out: h keeps the weights of the epoch with the best held-out cosine to the fresh
         vectors, the identity (epoch 0) included, so a corrector never leaves the vectors further from the fresh ones
         than they were (a small sample, or a drift the stale vectors cannot predict, would otherwise overfit).
+
+        Args:
+            stale: Vectors from the old encoder, one a row.
+            fresh: The same documents' vectors from the new encoder.
+            extra: The documents' feature rows, if h reads features.
+            loss: A loss of the training loss registry (``"regression"``: cosine to the fresh vectors).
+            epochs: Passes over the pairs.
+            lr: The learning rate.
+            batch_size: Pairs a step.
+            seed: Seeds the split and the shuffling.
+
+        Returns:
+            A :class:`~pt_dense.corrector.CorrectorReport` (held-out cosines, best epoch, history).
+
+        Raises:
+            InputError: Mismatched shapes, or fewer than two pairs.
         """
         if stale.shape != fresh.shape or stale.ndim != 2 or stale.shape[1] != self.dim:
             raise InputError(f"stale {stale.shape} and fresh {fresh.shape} vectors must both be (n x {self.dim})")
@@ -270,12 +343,25 @@ class Corrector(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
+        """The settings :meth:`load` rebuilds h from.
+
+        Returns:
+            A JSON-ready dict (shape, features, the encoders it maps between, the fit's report).
+        """
         report = None if self.report is None else {k: v for k, v in self.report.__dict__.items() if k != "history"}
         return {"dim": self.dim, "width": self.width, "depth": self.depth, "normalize": self.normalize,
                 "features": self.features, "feature_dim": self.feature_dim, "target": self.target,
                 "source": self.source, "report": report}
 
     def save(self, folder: str | Path) -> Path:
+        """Write the weights and settings to a folder (replaced atomically).
+
+        Args:
+            folder: The folder to write.
+
+        Returns:
+            The folder.
+        """
         with atomic_dir(folder, overwrite=True) as tmp:
             torch.save(self.state_dict(), tmp / WEIGHTS_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(self.config(), indent=1))
@@ -283,6 +369,17 @@ class Corrector(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path) -> Corrector:
+        """Read a corrector written by :meth:`save` (call :meth:`bind` before using one that reads features).
+
+        Args:
+            folder: The folder.
+
+        Returns:
+            The corrector.
+
+        Raises:
+            InputError: No corrector in ``folder``.
+        """
         folder = Path(folder)
         if not (folder / CONFIG_FILE).exists():
             raise InputError(f"no corrector at {folder} (expected {CONFIG_FILE})")

@@ -21,6 +21,14 @@ class PromptBank:
     """
 
     def __init__(self, base: TorchEncoder):
+        """Hold a frozen copy of ``base``'s model as the shared backbone.
+
+        Args:
+            base: A plain encoder (no adapter).
+
+        Raises:
+            InputError: ``base`` carries an adapter.
+        """
         if not base.adapter.plain:
             raise InputError(f"a prompt bank starts from a plain encoder, not one with an adapter ({base.mode})")
         self.base = base
@@ -31,7 +39,15 @@ class PromptBank:
         self._tasks: dict[str, TorchEncoder] = {}
 
     def add(self, name: str, source) -> None:
-        """Add (or replace) task ``name`` from a prompt-tuned BiEncoder or a folder saved from one."""
+        """Add (or replace) task ``name`` from a prompt-tuned BiEncoder or a folder saved from one.
+
+        Args:
+            name: The task's name.
+            source: A prompt-tuned encoder, or a folder saved from one.
+
+        Raises:
+            InputError: The encoder is not prompt-tuned, or was trained on another backbone.
+        """
         encoder = source if isinstance(source, TorchEncoder) else type(self.base).from_pretrained(source)
         if not isinstance(encoder.adapter, Prompts):
             raise InputError(f"task {name!r}: the encoder is not prompt-tuned (mode {encoder.mode!r}); "
@@ -44,12 +60,27 @@ class PromptBank:
         self._tasks[name] = encoder.with_model(PromptedModel(self.backbone, prompts), encoder.adapter)
 
     def task(self, name: str) -> TorchEncoder:
-        """The encoder of task ``name`` (the bank's backbone with that task's prompts)."""
+        """The encoder of task ``name``.
+
+        Args:
+            name: A task added with :meth:`add`.
+
+        Returns:
+            The bank's backbone with that task's prompts.
+
+        Raises:
+            InputError: No such task.
+        """
         if name not in self._tasks:
             raise InputError(f"no task {name!r} in this bank; its tasks: {sorted(self._tasks)}")
         return self._tasks[name]
 
     def tasks(self) -> list[str]:
+        """The names of the tasks, sorted.
+
+        Returns:
+            The task names.
+        """
         return sorted(self._tasks)
 
     def __repr__(self) -> str:

@@ -27,6 +27,16 @@ class OnnxEncoder(StageFactory):
     """Encodes texts with an exported ONNX model; ``query_encoder()``, ``doc_encoder()``, ``scorer()`` as BiEncoder."""
 
     def __init__(self, folder: str | Path, *, batch_size: int = 32, threads: int | None = None):
+        """Open an export of :func:`pt_dense.export.onnx`.
+
+        Args:
+            folder: The export's folder (model, tokenizer.json, config.json).
+            batch_size: Texts a batch.
+            threads: ONNX Runtime's intra-op threads (default: its own choice).
+
+        Raises:
+            InputError: ``folder`` holds no pt_dense ONNX export.
+        """
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -56,6 +66,15 @@ class OnnxEncoder(StageFactory):
 
     @classmethod
     def from_dir(cls, folder: str | Path, **kwargs) -> OnnxEncoder:
+        """Open an export; the same as the constructor.
+
+        Args:
+            folder: The export's folder.
+            **kwargs: ``batch_size``, ``threads``.
+
+        Returns:
+            The encoder.
+        """
         return cls(folder, **kwargs)
 
     def __repr__(self) -> str:
@@ -63,6 +82,7 @@ class OnnxEncoder(StageFactory):
 
     @property
     def dim(self) -> int:
+        """The dimension of the vectors."""
         return int(self.config["dim"])
 
     @property
@@ -71,13 +91,32 @@ class OnnxEncoder(StageFactory):
         return self.config["fingerprint"]
 
     def settings(self) -> dict:
+        """The exported encoder's settings.
+
+        Returns:
+            Setting name -> value, as :meth:`TorchEncoder.settings <pt_dense.TorchEncoder.settings>`.
+        """
         return dict(self.config["settings"])
 
     def descriptor(self) -> dict:
+        """What an index records about the encoder that made its vectors.
+
+        Returns:
+            A JSON-ready dict: fingerprint, name, dim, settings, precision.
+        """
         return {"fingerprint": self.fingerprint, "name": self.name, "dim": self.dim, "settings": self.settings(),
                 "precision": self.config.get("precision")}
 
     def tokenize(self, texts: Sequence[str], side: str) -> list[list[int]]:
+        """Tokenise texts with the exported ``tokenizer.json``, prefix included, without padding.
+
+        Args:
+            texts: The texts.
+            side: ``"query"`` or ``"doc"``.
+
+        Returns:
+            Token ids of each text, truncated to the side's max length.
+        """
         settings = self.config["settings"]
         prefix = settings["query_prefix"] if side == "query" else settings["doc_prefix"]
         max_length = settings["query_max_length"] if side == "query" else settings["doc_max_length"]
@@ -87,7 +126,17 @@ class OnnxEncoder(StageFactory):
     def encode(self, texts: Sequence[str], side: str = "doc", *, batch_size: int | None = None,
                progress: bool | None = None) -> np.ndarray:
         """float32 vectors in input order; length-sorted batches, as BiEncoder.encode. The matrix (and each of its
-        rows) carries the exported encoder's fingerprint (an :class:`~pt_dense.encoders.stages.EncodedVector`)."""
+        rows) carries the exported encoder's fingerprint (an :class:`~pt_dense.encoders.stages.EncodedVector`).
+
+        Args:
+            texts: The texts.
+            side: ``"query"`` or ``"doc"``.
+            batch_size: Texts a batch (default: the encoder's).
+            progress: Show a progress bar (default: on long work only).
+
+        Returns:
+            A ``(len(texts), dim)`` float32 matrix.
+        """
         check_side(side)
         if len(texts) == 0:
             return stamped(np.zeros((0, self.dim), dtype=np.float32), self.fingerprint)

@@ -33,11 +33,40 @@ POLICIES = ("stale", "corrected", "reencode")
 
 
 class CachedNegatives(NegativeSource):
-    """See the module docstring; ``index`` is the cache (built by the encoder training starts from)."""
+    """Hard negatives from a cache of document vectors that follows the encoder while it trains (Monath et al., 2024).
+
+    The cache starts as ``index``'s vectors (built by the encoder training starts from). Every epoch (or every
+    ``every`` steps) the training queries are re-encoded and the cache is refreshed by a policy: ``"stale"``
+    (never), ``"corrected"`` (a corrector re-fitted on a fresh ``sample`` of the corpus is applied to every cached
+    vector) or ``"reencode"`` (the whole corpus, the expensive reference). Negatives are drawn from the softmax over a
+    query's ``depth`` best non-positive documents at ``temperature``, seeded by (seed, epoch, qid).
+
+    Example::
+
+        enc.fit(topics, qrels, corpus=data, negatives=ptd.CachedNegatives(index, data, "corrected", sample=0.05))
+    """
 
     def __init__(self, index, corpus, refresh: str = "corrected", *, sample: float = 0.05, n: int = 1,
                  depth: int = 100, temperature: float = 0.05, every: int | None = None,
                  corrector_settings: dict | None = None, exact_sample: bool = True, progress: bool = False):
+        """Set the policy up; the cache is read when training starts.
+
+        Args:
+            index: The :class:`~pt_dense.DenseIndex` holding the starting vectors.
+            corpus: The collection's texts (a dataset, or ``docno, text`` records).
+            refresh: ``"stale"``, ``"corrected"`` or ``"reencode"``.
+            sample: The share of the corpus re-encoded a refresh (``"corrected"``).
+            n: Negatives a query.
+            depth: Candidates a query, best first, that negatives are drawn from.
+            temperature: The softmax temperature of the draw.
+            every: Refresh every this many steps (None: once an epoch).
+            corrector_settings: Settings of the corrector's fit.
+            exact_sample: Keep the sample's fresh vectors exact rather than corrected.
+            progress: Show progress bars.
+
+        Raises:
+            InputError: An unknown policy, ``n`` or ``depth`` out of range, or ``every`` below 1.
+        """
         if refresh not in POLICIES:
             raise InputError(f"refresh must be one of {POLICIES}, not {refresh!r}")
         if n < 1 or depth < n:
@@ -61,16 +90,39 @@ class CachedNegatives(NegativeSource):
         self.candidates: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # qid -> (doc rows, scores), best first
 
     def describe(self) -> str:
+        """A short name for logs and reports.
+
+        Returns:
+            ``cached(policy...)``.
+        """
         return f"cached({self.policy}, sample={self.sample_size})" if self.policy == "corrected" else \
             f"cached({self.policy})"
 
     def report(self) -> dict:
+        """What the source cost.
+
+        Returns:
+            The source's name, the documents re-encoded and the refreshes.
+        """
         return {"source": self.describe(), "reencoded": self.reencoded, "refreshes": self.refreshes}
 
     def prepare(self, topics: pd.DataFrame, positives: Mapping[str, set[str]]) -> None:
+        """Take the training queries before the first step.
+
+        Args:
+            topics: ``qid, query`` of the training queries.
+            positives: Each qid's relevant docnos.
+        """
         self._topics, self._positives = topics[["qid", "query"]].reset_index(drop=True), positives
 
     def update(self, encoder, step: int, epoch: int) -> None:
+        """Refresh the cache and re-rank the candidates when a new period starts.
+
+        Args:
+            encoder: The encoder being trained.
+            step: The training step.
+            epoch: The epoch.
+        """
         period = epoch if self.every is None else step // self.every
         if self._period == period:
             return
@@ -116,6 +168,18 @@ class CachedNegatives(NegativeSource):
                 self.candidates[qid] = (rows, scores[i, rows])
 
     def sample(self, qid: str, positives: set[str], n: int, seed: int, epoch: int) -> list[str]:
+        """Draw negatives for one query.
+
+        Args:
+            qid: The query.
+            positives: Its relevant docnos (never drawn).
+            n: Negatives to draw.
+            seed: The run's seed.
+            epoch: The epoch (the draw differs each epoch).
+
+        Returns:
+            Up to ``n`` docnos.
+        """
         if qid not in self.candidates:
             return []
         rows, scores = self.candidates[qid]
@@ -130,4 +194,12 @@ class CorrectedNegatives(CachedNegatives):
     ``every`` steps)."""
 
     def __init__(self, index, corpus, *, sample: float = 0.05, **settings):
+        """Cached negatives under the corrected policy.
+
+        Args:
+            index: The :class:`~pt_dense.DenseIndex` holding the starting vectors.
+            corpus: The collection's texts.
+            sample: The share of the corpus re-encoded a refresh.
+            **settings: The other settings of :class:`CachedNegatives`.
+        """
         super().__init__(index, corpus, "corrected", sample=sample, **settings)
