@@ -31,13 +31,34 @@ TARGETS: dict[str, Callable[..., Path]] = {"onnx": onnx, "pyserini_faiss": pyser
 
 
 def register_target(name: str, target: Callable[..., Path]) -> None:
-    """Make ``export.to(name, ...)`` call ``target(source, out_dir, **settings)``."""
+    """Make ``export.to(name, ...)`` call ``target(source, out_dir, **settings)``.
+
+    Args:
+        name: The target's name.
+        target: The export function; it returns the path it wrote.
+    """
     TARGETS[name] = target
 
 
 def to(target: str, source, out_dir: str | Path, **settings) -> Path:
-    """Export ``source`` (an encoder for ``onnx``, a DenseIndex for the index targets, either for ``package``) with
-    the target named ``target``."""
+    """Export ``source`` with the target named ``target``.
+
+    Args:
+        target: A registered target (``"onnx"``, ``"pyserini_faiss"``, ``"lucene"``, ``"flex"``, ``"package"``...).
+        source: An encoder for ``onnx``, a DenseIndex for the index targets, either for ``package``.
+        out_dir: The output folder (or file, for ``package``).
+        **settings: The target's settings.
+
+    Returns:
+        What the target wrote.
+
+    Raises:
+        InputError: An unknown target.
+
+    Example::
+
+        ptd.export.to("onnx", enc, "out/model", quantize="int8")
+    """
     if target not in TARGETS:
         raise InputError(f"unknown export target {target!r}; registered: {sorted(TARGETS)}")
     return TARGETS[target](source, out_dir, **settings)
@@ -47,7 +68,23 @@ def export_all(encoder: TorchEncoder | str, out: str | Path, *, index: DenseInde
                data=None, lucene_kind: str | None = None, int8: bool = False,
                overwrite: bool = False) -> dict[str, Path]:
     """What ``pt-dense export`` writes under ``out``: ``onnx/`` always; with an index (given, or ``data``'s cached
-    index under ``encoder``) also ``faiss/`` and, with ``lucene_kind``, ``lucene-<kind>/``."""
+    index under ``encoder``) also ``faiss/`` and, with ``lucene_kind``, ``lucene-<kind>/``.
+
+    Args:
+        encoder: An encoder, or a model name or folder.
+        out: The output folder.
+        index: A DenseIndex (or its path) to export.
+        data: A collection whose cached index under ``encoder`` is exported (when ``index`` is not given).
+        lucene_kind: ``"hnsw"`` or ``"flat"`` for a Lucene export too; None for none.
+        int8: Quantise the ONNX model and the Lucene vectors to int8.
+        overwrite: Replace existing output folders.
+
+    Returns:
+        Part name (``onnx``, ``faiss``, ``lucene-<kind>``) -> folder.
+
+    Raises:
+        InputError: A Lucene export without an index or a collection.
+    """
     if lucene_kind and index is None and data is None:
         raise InputError("a Lucene export needs an index or a collection (--index or --data)")
     encoder = encoder if isinstance(encoder, TorchEncoder) else TorchEncoder.from_pretrained(encoder)

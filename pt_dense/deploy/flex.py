@@ -24,8 +24,21 @@ CHUNK = 65536
 
 
 def export_flex(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``index`` (any DenseIndex, a FlexIndex view included) as a FlexIndex at ``out_dir`` (atomically);
-    deleted documents are left out."""
+    """Write ``index`` (any DenseIndex, a FlexIndex view included) as a pyterrier-dr FlexIndex (atomically).
+
+    Deleted documents are left out.
+
+    Args:
+        index: The index.
+        out_dir: The FlexIndex folder to write.
+        overwrite: Replace an existing output folder (refused otherwise).
+
+    Returns:
+        The folder written.
+
+    Raises:
+        InputError: No live vectors, or a docno a FlexIndex cannot hold.
+    """
     from npids import Lookup
 
     if index.live_count == 0:

@@ -30,7 +30,16 @@ LUCENE_SUBDIR = "index"
 
 
 def pyserini_faiss(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``index`` in the layout Pyserini's ``FaissSearcher`` reads: ``index`` (faiss IndexFlatIP) + ``docid``."""
+    """Write ``index`` in the layout Pyserini's ``FaissSearcher`` reads: ``index`` (faiss IndexFlatIP) + ``docid``.
+
+    Args:
+        index: The index.
+        out_dir: The folder to write.
+    overwrite: Replace an existing output folder (refused otherwise).
+
+    Returns:
+        The folder written.
+    """
     import faiss
 
     stripped: list[str] = []
@@ -53,7 +62,29 @@ def pyserini_faiss(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = 
 def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int = 16, ef_construction: int = 100,
            int8: bool = False, threads: int | None = None, overwrite: bool = False) -> Path:
     """Build a Lucene dense index of ``index``'s vectors with Anserini (``IndexHnswDenseVectors`` or
-    ``IndexFlatDenseVectors``); the Lucene folder is ``out_dir/index``, our metadata ``out_dir/pt_dense.json``."""
+    ``IndexFlatDenseVectors``); the Lucene folder is ``out_dir/index``, our metadata ``out_dir/pt_dense.json``.
+
+    Args:
+        index: An L2-normalised index (Lucene's DOT_PRODUCT needs unit vectors).
+        out_dir: The folder to write.
+        kind: ``"hnsw"`` or ``"flat"``.
+        M: HNSW's links a node.
+        ef_construction: HNSW's candidates while building.
+        int8: Quantise the vectors to int8 in Lucene.
+        threads: Indexing threads (default: all).
+    overwrite: Replace an existing output folder (refused otherwise).
+
+    Returns:
+        The folder written.
+
+    Raises:
+        InputError: A bad ``kind``, vectors that are not unit length, or a docno Lucene cannot hold.
+        DeploymentError: Anserini wrote no index, or not every document.
+
+    Example::
+
+        ptd.export.lucene(index, "out/lucene-hnsw")
+    """
     from tqdm.auto import tqdm
 
     if kind not in ("hnsw", "flat"):
@@ -145,6 +176,22 @@ class LuceneDense(_DeployedStage):
     flat index is searched exactly), reads the docids from doc values, and hands the hits to Python as two strings.
     ``threads`` searches a batch of queries in parallel; ``encoder_threads`` sets ONNX Runtime's threads for one
     encoding (default: one per core).
+
+    Args:
+        lucene_dir: A folder written by :func:`pt_dense.export.lucene`.
+        onnx_dir: The ONNX export of the encoder that built the index.
+        k: Documents returned a query.
+        ef_search: HNSW's candidates a query (default ``max(k, 100)``).
+        threads: Queries searched in parallel.
+        encoder_threads: ONNX Runtime's threads for one encoding.
+
+    Raises:
+        InputError: ``lucene_dir`` is not a pt_dense deployment.
+        DeploymentError: Java could not be started.
+
+    Example::
+
+        deployed = ptd.deploy.LuceneDense("out/lucene-hnsw", "out/model", k=100)
     """
 
     def __init__(self, lucene_dir: str | Path, onnx_dir: str | Path, k: int = 1000, ef_search: int | None = None,
@@ -197,7 +244,18 @@ def split_docids(text: str, count: int) -> list[str]:
 
 
 class PyseriniFaiss(_DeployedStage):
-    """``qid, query -> docno, score, rank`` with Pyserini's FaissSearcher, queries encoded by onnxruntime."""
+    """``qid, query -> docno, score, rank`` with Pyserini's FaissSearcher, queries encoded by onnxruntime.
+
+    Args:
+        faiss_dir: A folder written by :func:`pt_dense.export.pyserini_faiss`.
+        onnx_dir: The ONNX export of the encoder that built the index.
+        k: Documents returned a query.
+        threads: Search threads (default: one per core).
+
+    Raises:
+        InputError: ``faiss_dir`` is not a pt_dense deployment, or its docids do not match.
+        DeploymentError: Java or Pyserini could not be started.
+    """
 
     def __init__(self, faiss_dir: str | Path, onnx_dir: str | Path, k: int = 1000, threads: int | None = None):
         super().__init__(faiss_dir, onnx_dir, k)

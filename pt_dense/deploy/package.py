@@ -22,7 +22,21 @@ from pt_dense.index.flex import is_flex, open_flex
 
 def package(source, out: str | Path, *, max_file_size: float | None = None, overwrite: bool = False) -> Path:
     """Write the artifact package of ``source`` to ``out`` (e.g. ``scifact.ptd.tar.lz4``; ``out.json`` beside it
-    holds its sha256 and contents) and return ``out``. ``max_file_size`` (bytes) splits it into segments."""
+    holds its sha256 and contents) and return ``out``.
+
+    Args:
+        source: A DenseIndex, an encoder, a saved encoder folder, or a FlexIndex folder.
+        out: The package file to write.
+        max_file_size: Split the package into segments of at most this many bytes.
+        overwrite: Replace an existing package.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        IndexExistsError: ``out`` exists and ``overwrite`` is False.
+        InputError: A source that cannot be packaged.
+    """
     out = Path(out).expanduser()
     if not overwrite and (out.exists() or Path(f"{out}.json").exists()):
         raise IndexExistsError(f"{out} already exists; pass overwrite=True to replace it (or choose another path)")

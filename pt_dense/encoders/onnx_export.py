@@ -39,6 +39,25 @@ def export_onnx(encoder, out_dir: str | Path, *, quantize: str | None = None, ov
     ``quantize="int8"`` applies onnxruntime's dynamic int8 quantisation to the weights. The parity report compares
     the export with PyTorch on ``sample_docs``/``sample_queries`` (default: 128 documents and 64 queries of the
     embedded SciFact).
+
+    Args:
+        encoder: A pt_dense encoder (LoRA is merged and prompts baked into the graph).
+        out_dir: The folder to write: the model, ``tokenizer.json``, ``config.json`` and the parity report.
+        quantize: None, or ``"int8"``.
+        overwrite: Replace an existing output folder (refused otherwise).
+        sample_docs: Documents for the parity report.
+        sample_queries: Queries for the parity report.
+
+    Returns:
+        The folder written.
+
+    Raises:
+        InputError: A bad ``quantize``, or an export Anserini's runtime cannot load.
+        DeploymentError: The tokenizer cannot be exported (a slow tokenizer).
+
+    Example::
+
+        ptd.export.onnx(enc, "out/model")
     """
     import onnx
     import torch

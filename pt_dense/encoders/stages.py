@@ -195,6 +195,10 @@ class DocEncoder(_EncoderStage):
 
     In an indexing pipeline PyTerrier hands this stage ``batch_size`` documents at a time; the encoder then splits
     them into model batches of its own ``batch_size`` after sorting by length, so a larger stage batch pads less.
+
+    Args:
+        encoder: A pt_dense encoder.
+        batch_size: Documents a stage batch (default: the larger of the encoder's and 1024).
     """
 
     required = ("docno", "text")

@@ -96,8 +96,8 @@ class TorchEncoder(StageFactory, pt.Transformer):
 
         Every setting is checked here and again whenever it is set in place (``enc.doc_max_length = 128``): a bad
         value raises :class:`~pt_dense.InputError` naming the allowed range. Max lengths run from the
-        family's special tokens to the model's positions (:attr:`~pt_dense.TorchEncoder.position_limit`); left out, they are
-        ``DEFAULT_MAX_LENGTH`` capped at the positions.
+        family's special tokens to the model's positions (:attr:`~pt_dense.TorchEncoder.position_limit`); left out,
+        they are ``DEFAULT_MAX_LENGTH`` capped at the positions.
 
         Args:
             model: A Hugging Face encoder model; its ``config.model_type`` chooses the model family.

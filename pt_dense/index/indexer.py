@@ -30,6 +30,18 @@ class DenseIndexer(pt.Indexer):
     Vectors go to disk every ``chunk_size`` documents, so corpora larger than memory index fine. A new index is
     written beside its destination and renamed into place; an existing one (``overwrite=True``) gets a new
     generation while its readers go on reading the old one: an interrupted run changes nothing.
+
+    Made by :meth:`DenseIndex.indexer() <pt_dense.DenseIndex.indexer>`, whose arguments it takes.
+
+    Args:
+        index: The index to write.
+        overwrite: Replace an index already at the path.
+        chunk_size: Records written at a time.
+        progress: Show a progress bar.
+        total: The number of documents, if known.
+        corpus: The collection's name, recorded for a corrector.
+        shard: What a part of a sharded build records about itself.
+        dtype: ``"float32"`` or ``"float16"``.
     """
 
     def __init__(self, index: DenseIndex, *, overwrite: bool = False, chunk_size: int = 4096, progress: bool = True,

@@ -27,7 +27,16 @@ SCORE_BLOCK = 1 << 25
 
 
 class DenseRetriever(pt.Transformer):
-    """``qid, query_vec`` -> ``docno, score, rank`` (input columns kept), top ``k`` by inner product."""
+    """``qid, query_vec`` -> ``docno, score, rank`` (input columns kept), top ``k`` by inner product.
+
+    Made by :meth:`DenseIndex.retriever() <pt_dense.DenseIndex.retriever>`; other kinds (HNSW, FAISS factory
+    strings) are subclasses that change :meth:`search`.
+
+    Args:
+        index: The index searched.
+        k: Documents returned a query.
+        encoder: Vouches for query vectors that carry no fingerprint (see :meth:`vouched_by`).
+    """
 
     kind = "flat"
 
@@ -39,7 +48,18 @@ class DenseRetriever(pt.Transformer):
     def vouched_by(self, encoder) -> DenseRetriever:
         """Take query vectors that carry no fingerprint as made by ``encoder`` (a pt_dense encoder, one of its
         stages, or a fingerprint; None: refuse them where the index knows its encoder), checked against the index
-        now and on every call (an encoder trained further changes its fingerprint). Returns this stage."""
+        now and on every call (an encoder trained further changes its fingerprint).
+
+        Args:
+            encoder: A pt_dense encoder, one of its stages, or a fingerprint; None refuses unstamped vectors where the
+                index knows its encoder.
+
+        Returns:
+            This stage.
+
+        Raises:
+            EncoderMismatchError: ``encoder`` is not one the index stands for.
+        """
         if encoder is not None and self.index.built():
             self.index.check_encoder(fingerprint_for(encoder), what="the encoder given to the retriever", strict=True)
         self.encoder = encoder
@@ -79,7 +99,15 @@ class DenseRetriever(pt.Transformer):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, rows) per query, exact, in chunks of at most FLAT_CHUNK_ROWS vectors (a quarter of that for
-        float16 vectors, which are copied once into FAISS's scanner)."""
+        float16 vectors, which are copied once into FAISS's scanner).
+
+        Args:
+            queries: Query vectors, one a row.
+            k: Rows a query.
+
+        Returns:
+            ``(scores, rows)``, each ``(len(queries), k)``, best first.
+        """
         vectors = self.index.vectors
         chunk = FLAT_CHUNK_ROWS if vectors.dtype == np.float32 else FLAT_CHUNK_ROWS // 4
         if len(vectors) <= chunk:
@@ -157,6 +185,15 @@ class HnswRetriever(DenseRetriever):
         return (*super()._config(), self.M, self.ef_construction, self.ef_search)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k (scores, rows) per query in the HNSW graph (built once, cached in the index folder).
+
+        Args:
+            queries: Query vectors, one a row.
+            k: Rows a query.
+
+        Returns:
+            ``(scores, rows)``, each ``(len(queries), k)``; a row of -1 where fewer than k were found.
+        """
         graph = hnsw_graph(self.index, self.M, self.ef_construction)
         return graph.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=self.ef_search))
 
@@ -193,12 +230,22 @@ class FactoryRetriever(DenseRetriever):
 
     @property
     def kind(self) -> str:  # type: ignore[override]
+        """The FAISS factory string this retriever searches with."""
         return self.factory
 
     def _config(self) -> tuple:
         return (*super()._config(), self.factory, self.nprobe, self.ef_search, self.train_size, self.seed)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, rows) per query in the FAISS structure (trained and built once, cached beside the vectors).
+
+        Args:
+            queries: Query vectors, one a row.
+            k: Rows a query.
+
+        Returns:
+            ``(scores, rows)``, each ``(len(queries), k)``; a row of -1 where fewer than k were found.
+        """
         built = factory_index(self.index, self.plan, self.train_size, self.seed)
         parameters = self.plan.search_parameters(self.nprobe, self.ef_search)
         return search_with(built, queries, k, parameters, repr(self.factory))

@@ -32,6 +32,9 @@ class VectorScorer(pt.Transformer):
             encoder: takes query vectors that carry no fingerprint as made by this encoder (a pt_dense encoder,
                 one of its stages, or a fingerprint), checked against the index now and on every call; None
                 refuses them where the index knows its encoder (see ``DenseIndex.check_vectors``).
+
+        Raises:
+            InputError: A bad ``missing``; when called, candidates the index lacks under ``missing="error"``.
         """
         if missing not in ("error", "drop"):
             raise InputError(f"missing must be 'error' or 'drop', not {missing!r}")
@@ -81,7 +84,16 @@ class VectorScorer(pt.Transformer):
 
     def score_rows(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The score of each candidate: query ``queries[query_pos[i]]`` against stored row ``rows[i]`` (here their
-        dot product; a subclass may score otherwise, e.g. PEFA)."""
+        dot product; a subclass may score otherwise, e.g. PEFA).
+
+        Args:
+            queries: Query vectors, one a row.
+            query_pos: Each candidate's row in ``queries``.
+            rows: Each candidate's row in the index.
+
+        Returns:
+            One float32 score a candidate.
+        """
         return dot_rows(self.index.vectors, queries, query_pos, rows)
 
 

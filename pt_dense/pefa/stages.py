@@ -41,7 +41,13 @@ class _PefaStage(pt.Transformer):
 
 
 class PefaXsRetriever(_PefaStage):
-    """PEFA-XS first stage: the leak and encoder checks, then a plain dense search of the folded index."""
+    """PEFA-XS first stage: the leak and encoder checks, then a plain dense search of the folded index.
+
+    Args:
+        pefa: The PEFA.
+        folded_retriever: A retriever over the folded index.
+        encoder: Vouches for query vectors that carry no fingerprint.
+    """
 
     def __init__(self, pefa: PEFA, folded_retriever: pt.Transformer, *, encoder=None):
         super().__init__(pefa, encoder=encoder)
@@ -54,7 +60,15 @@ class PefaXsRetriever(_PefaStage):
 
 class PefaReranker(VectorScorer):
     """``qid, query_vec, docno`` -> PEFA ``score, rank``: the index's vector scorer, scoring by the XL formula (or,
-    for XS, a plain vector scorer over the folded index); candidates the index lacks are dropped."""
+    for XS, a plain vector scorer over the folded index); candidates the index lacks are dropped.
+
+    Made by :meth:`PEFA.reranker() <pt_dense.PEFA.reranker>`.
+
+    Args:
+        pefa: The PEFA.
+        index: The index whose rows it scores (the folded one for XS).
+        encoder: Vouches for query vectors that carry no fingerprint.
+    """
 
     def __init__(self, pefa: PEFA, index: DenseIndex, *, encoder=None):
         super().__init__(index, missing="drop", encoder=encoder)
@@ -75,13 +89,31 @@ class PefaReranker(VectorScorer):
         return super().transform(inp)
 
     def score_rows(self, queries: np.ndarray, query_pos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """PEFA scores of the candidates (XL's formula; XS's folded dot product).
+
+        Args:
+            queries: Query vectors, one a row.
+            query_pos: Each candidate's row in ``queries``.
+            rows: Each candidate's row in the index.
+
+        Returns:
+            One float32 score a candidate.
+        """
         if self.pefa.kind == "xs":
             return super().score_rows(queries, query_pos, rows)
         return self.pefa.score_pairs(queries, query_pos, rows)
 
 
 class PefaRetriever(_PefaStage):
-    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank`` (exact; see :meth:`PEFA.top_k <pt_dense.PEFA.top_k>`)."""
+    """PEFA-XL first stage ``qid, query_vec -> docno, score, rank``.
+
+    Exact: see :meth:`PEFA.top_k <pt_dense.PEFA.top_k>`.
+
+    Args:
+        pefa: The PEFA.
+        k: Documents returned a query.
+        encoder: Vouches for query vectors that carry no fingerprint.
+    """
 
     def __init__(self, pefa: PEFA, k: int = 1000, *, encoder=None):
         super().__init__(pefa, encoder=encoder)

@@ -21,8 +21,8 @@ class BiEncoder(TorchEncoder, pt.Estimator):
     def fit(self, topics: pd.DataFrame, qrels: pd.DataFrame, valid_topics: pd.DataFrame | None = None,
             valid_qrels: pd.DataFrame | None = None, *, corpus=None, negatives=None, recipe=None,
             **settings) -> dict:
-        """Train contrastively in place; returns the history (see :class:`~pt_dense.training.TrainConfig` for the settings
-        and their defaults, ``pt_dense.training.sources`` for ``negatives`` (default in-batch),
+        """Train contrastively in place; returns the history (see :class:`~pt_dense.training.TrainConfig` for the
+        settings and their defaults, ``pt_dense.training.sources`` for ``negatives`` (default in-batch),
         ``pt_dense.training.recipes`` for the named recipes)."""
         return fit(self, topics, qrels, corpus=corpus, negatives=negatives, valid_topics=valid_topics,
                    valid_qrels=valid_qrels, recipe=recipe, **settings)

@@ -71,7 +71,7 @@ def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: s
 def pretrain_collection(data, out: str | Path, *, model: str = "minilm", adapter: str | None = None,
                         prompt_length: int = 32, kinds: tuple[str, ...] = ("title", "span"),
                         max_docs: int | None = None, seed: int = 42, **settings) -> tuple[BiEncoder, dict]:
-    """Intermediate pretraining of ``model`` on ``data``'s corpus alone (see ``pt_dense.training.pretrain``), saved to ``out``
+    """Intermediate pretraining of ``model`` on ``data``'s corpus alone (see ``training.pretrain``), saved to ``out``
     with a ``pretraining.json`` record; returns (the encoder, the history)."""
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
     if not hasattr(data, "records"):

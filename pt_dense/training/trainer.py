@@ -74,7 +74,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     Validation scores nDCG@10 on ``valid_topics``/``valid_qrels``, or calls ``validator(encoder)`` (higher is
     better), after each epoch or every ``valid_every`` steps; with ``patience`` it also scores the start, stops when
     that many validations in a row did not beat the best, and ends with the best weights (early stopping).
-    ``recipe`` (a name of ``pt_dense.training.recipes``) supplies the negatives and settings that are not given explicitly;
+    ``recipe`` (a name of ``training.recipes``) supplies the negatives and settings that are not given explicitly;
     without one, ``negatives`` defaults to in-batch."""
     if recipe is not None:
         recipe = get_recipe(recipe)
