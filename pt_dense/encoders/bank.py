@@ -16,8 +16,8 @@ class PromptBank:
 
     ``bank.add("scifact", encoder_or_folder)`` takes the prompts of an encoder trained with
     :meth:`~pt_dense.TorchEncoder.with_prompts` on the same backbone (checked by hash); ``bank.task("scifact")`` is
-    that task's encoder, with every PyTerrier stage of a BiEncoder. Tasks share the backbone's weights and never touch each other's prompts, so adding a task
-    leaves every other task's vectors exactly as they were.
+    that task's encoder, with every PyTerrier stage of a BiEncoder. Tasks share the backbone's weights and never
+    touch each other's prompts, so adding a task leaves every other task's vectors exactly as they were.
     """
 
     def __init__(self, base: TorchEncoder):
