@@ -29,7 +29,16 @@ EMBEDDED = Path(__file__).parent / "data"
 
 
 class BeirDataset:
-    """A BEIR-format collection on disk, with PyTerrier's dataset methods."""
+    """A BEIR-format collection on disk, with PyTerrier's dataset methods.
+
+    Args:
+        path: A folder with ``corpus.jsonl(.gz)``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
+        name: The collection's name (default: the folder's).
+        keep_docnos: Serve only these documents (see :meth:`subsample`).
+
+    Raises:
+        InputError: The folder lacks one of those files.
+    """
 
     def __init__(self, path: str | Path, name: str | None = None, keep_docnos: set[str] | None = None):
         self.path = Path(path)
@@ -52,6 +61,11 @@ class BeirDataset:
         return None
 
     def splits(self) -> list[str]:
+        """The splits that have qrels (``train``, ``dev``, ``test``...).
+
+        Returns:
+            The split names, sorted.
+        """
         return sorted(p.stem for p in (self.path / "qrels").glob("*.tsv"))
 
     @cached_property
@@ -62,14 +76,31 @@ class BeirDataset:
         return pd.DataFrame(rows, columns=["qid", "query"]).astype(str)
 
     def qrels(self, split: str = "test") -> pd.DataFrame:
-        """TREC qrels of a split as ``qid, docno, label`` (string ids, integer labels)."""
+        """TREC qrels of a split as ``qid, docno, label`` (string ids, integer labels).
+
+        Args:
+            split: A split name.
+
+        Returns:
+            The qrels frame.
+
+        Raises:
+            InputError: No such split.
+        """
         file = self.path / "qrels" / f"{split}.tsv"
         if not file.exists():
             raise InputError(f"{self.name} has no split {split!r}; its splits: {self.splits()}")
         return _read_qrels(file)
 
     def topics(self, split: str = "test") -> pd.DataFrame:
-        """The judged queries of a split as ``qid, query``, in qrels order of first appearance."""
+        """The judged queries of a split as ``qid, query``, in qrels order of first appearance.
+
+        Args:
+            split: A split name.
+
+        Returns:
+            The topics frame.
+        """
         qids = self.qrels(split)["qid"].drop_duplicates()
         topics = self._queries.set_index("qid").reindex(qids).reset_index()
         return topics[topics["query"].notna()].reset_index(drop=True)
@@ -79,12 +110,24 @@ class BeirDataset:
 
         Documents with neither title nor text (Cranfield has two) are skipped: no text method can retrieve them,
         and every encoder and indexer refuses empty texts.
+
+        Returns:
+            An iterator with a length.
         """
         return _CorpusIter(self._corpus_file(), self.corpus_size, self.keep_docnos)
 
     def subsample(self, limit: int, split: str = "test", seed: int = 0) -> BeirDataset:
         """The same collection with its corpus cut to ``limit`` documents: every document judged in ``split`` plus a
-        fixed random sample of the others (to evaluate many models on a CPU budget; say so when you report)."""
+        fixed random sample of the others (to evaluate many models on a CPU budget; say so when you report).
+
+        Args:
+            limit: Documents kept.
+            split: The split whose judged documents are all kept.
+            seed: Seeds the sample.
+
+        Returns:
+            The cut collection.
+        """
         if self.corpus_size <= limit:
             return self
         judged = set(self.qrels(split)["docno"])
@@ -95,7 +138,11 @@ class BeirDataset:
     get_corpus_iter = corpus_iter  # PyTerrier's dataset name for it
 
     def records(self) -> Iterator[dict[str, str]]:
-        """Documents as stored: ``{"docno", "title", "text"}`` (for components that use the title apart)."""
+        """Documents as stored (for components that use the title apart).
+
+        Yields:
+            ``{"docno", "title", "text"}`` dicts.
+        """
         file = self._corpus_file()
         for n, doc in _read_jsonl(file):
             docno = _field(doc, ("docno", "_id"), file, n)
@@ -104,9 +151,15 @@ class BeirDataset:
 
     @cached_property
     def corpus_size(self) -> int:
+        """The number of documents served."""
         return sum(1 for _ in _CorpusIter(self._corpus_file(), 0, self.keep_docnos))
 
     def info(self) -> dict:
+        """Describe the collection.
+
+        Returns:
+            Name, path, document count and splits.
+        """
         return {"name": self.name, "path": str(self.path), "docs": self.corpus_size, "splits": self.splits()}
 
     @property
@@ -142,6 +195,11 @@ class IrdsDataset:
     """
 
     def __init__(self, irds_id: str):
+        """Name the collection; nothing is loaded until first used.
+
+        Args:
+            irds_id: An ir_datasets id, with or without the ``irds:`` prefix.
+        """
         self.id = irds_id.removeprefix("irds:").rstrip("/")
         self.name = self.id.replace("/", "_")
 
@@ -150,6 +208,7 @@ class IrdsDataset:
 
     @property
     def source(self) -> str:
+        """The name :func:`load` opens this collection by."""
         return f"irds:{self.id}"
 
     def _load(self, split: str | None = None):
@@ -162,14 +221,35 @@ class IrdsDataset:
         return ir_datasets.load(self.id)
 
     def topics(self, split: str = "test") -> pd.DataFrame:
+        """The queries of a split as ``qid, query``.
+
+        Args:
+            split: A sub-id (``"test"`` for a collection without sub-ids).
+
+        Returns:
+            The topics frame.
+        """
         rows = [(str(q.query_id), getattr(q, "text", None) or q[1]) for q in self._load(split).queries_iter()]
         return pd.DataFrame(rows, columns=["qid", "query"])
 
     def qrels(self, split: str = "test") -> pd.DataFrame:
+        """The qrels of a split as ``qid, docno, label``.
+
+        Args:
+            split: A sub-id.
+
+        Returns:
+            The qrels frame.
+        """
         rows = [(str(r.query_id), str(r.doc_id), int(r.relevance)) for r in self._load(split).qrels_iter()]
         return pd.DataFrame(rows, columns=["qid", "docno", "label"])
 
     def corpus_iter(self) -> Iterator[dict[str, str]]:
+        """Documents as ``{"docno", "text"}`` dicts, title and text joined.
+
+        Yields:
+            One dict a document.
+        """
         dataset = self._load()
         for doc in dataset.docs_iter():
             title, text = getattr(doc, "title", "") or "", getattr(doc, "text", "") or ""
@@ -236,7 +316,21 @@ def _qrels_fields(line: str) -> list[str]:
 def load(name_or_path: str | Path):
     """A BEIR-format folder, an embedded collection (``"scifact"``), or an ir_datasets id (``"irds:beir/scifact"``).
 
-    ``../shared/data``-style folders are given by path. ``"scifact"`` is the copy that ships inside the package.
+    ``"scifact"`` is the copy that ships inside the package; other BEIR-format folders are given by path.
+
+    Args:
+        name_or_path: ``"scifact"``, a folder, or ``"irds:<id>"``.
+
+    Returns:
+        A :class:`BeirDataset` or an :class:`IrdsDataset`.
+
+    Raises:
+        InputError: Neither an embedded name, a BEIR-format folder nor an ir_datasets id.
+
+    Example::
+
+        data = ptd.datasets.load("scifact")
+        topics, qrels = data.topics("test"), data.qrels("test")
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -254,14 +348,31 @@ def load(name_or_path: str | Path):
 
 
 def judged_positives(qrels: pd.DataFrame) -> dict[str, set[str]]:
-    """qid -> docnos judged relevant (label > 0)."""
+    """qid -> docnos judged relevant (label > 0).
+
+    Args:
+        qrels: A ``qid, docno, label`` frame.
+
+    Returns:
+        qid -> set of docnos.
+    """
     require_columns(qrels.columns, ("qid", "docno", "label"), "qrels")
     judged = qrels[qrels["label"] > 0].astype({"qid": str, "docno": str})
     return {qid: set(group["docno"]) for qid, group in judged.groupby("qid", sort=False)}
 
 
 def doc_texts(corpus) -> dict[str, str]:
-    """docno -> text from a dataset (``corpus_iter``), an iterable of dicts, or a mapping."""
+    """docno -> text from a dataset (``corpus_iter``), an iterable of dicts, or a mapping.
+
+    Args:
+        corpus: A dataset, an iterable of ``{"docno", "text"}`` dicts, or a mapping.
+
+    Returns:
+        docno -> text.
+
+    Raises:
+        InputError: Something that holds no documents of that shape.
+    """
     if isinstance(corpus, Mapping):
         return dict(corpus)
     records = corpus.corpus_iter() if hasattr(corpus, "corpus_iter") else corpus
