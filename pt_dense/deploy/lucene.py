@@ -35,7 +35,7 @@ def pyserini_faiss(index: DenseIndex, out_dir: str | Path, *, overwrite: bool = 
     Args:
         index: The index.
         out_dir: The folder to write.
-    overwrite: Replace an existing output folder (refused otherwise).
+        overwrite: Replace an existing output folder (refused otherwise).
 
     Returns:
         The folder written.
@@ -72,7 +72,7 @@ def lucene(index: DenseIndex, out_dir: str | Path, *, kind: str = "hnsw", M: int
         ef_construction: HNSW's candidates while building.
         int8: Quantise the vectors to int8 in Lucene.
         threads: Indexing threads (default: all).
-    overwrite: Replace an existing output folder (refused otherwise).
+        overwrite: Replace an existing output folder (refused otherwise).
 
     Returns:
         The folder written.

@@ -82,7 +82,11 @@ class DenseIndex(pt.Artifact):
 
     # ------------------------------------------------------------------ reading
     def built(self) -> bool:
-        """Whether an index has been written at this path."""
+        """Whether an index has been written at this path.
+
+        Returns:
+            True once a generation (or a format-1 ``meta.json``) exists.
+        """
         return has_generations(self.path) or (self.path / META_FILE).exists()
 
     @property
