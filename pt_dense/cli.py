@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_precision(ix)
     ix.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                     help="how the vectors are stored (float16: half the disk; the shards' dtype carries to merge)")
+    ix.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
+                    help="encode on a Ray cluster (pip install 'pt-dense[ray]'): 'auto' joins $RAY_ADDRESS or the "
+                         "cluster running here, else starts one on this machine; or a cluster address. A rerun "
+                         "resumes from the blocks in OUT.shards/")
+    ix.add_argument("--actors", type=_positive_int, default=2, help="--ray: encoder actors in the pool")
+    ix.add_argument("--block-size", type=_positive_int, default=2048, help="--ray: documents a block (unit of retry)")
+    ix.add_argument("--gpus-per-actor", type=float, default=0, help="--ray: GPUs each actor reserves (e.g. 1)")
 
     merge = commands.add_parser("merge", help="merge the shards in OUT.shards/ into one dense index at OUT")
     merge.add_argument("--out", required=True)
@@ -199,7 +206,15 @@ def _demo(args) -> int:
 def _index(args) -> int:
     from pt_dense.index import build_index, encode_shard, parse_shard
 
-    if args.shard:
+    if args.ray and args.shard:
+        raise InputError("give --ray or --shard, not both: --ray cuts the corpus into blocks itself")
+    if args.ray:
+        from pt_dense.distributed import encode_on_ray
+
+        index = encode_on_ray(args.data, args.model, args.out, actors=args.actors, block_size=args.block_size,
+                              gpus_per_actor=args.gpus_per_actor, overwrite=args.overwrite, dtype=args.dtype,
+                              batch_size=args.batch_size, address=args.ray)
+    elif args.shard:
         index = encode_shard(args.data, args.model, args.out, *parse_shard(args.shard), overwrite=args.overwrite,
                              batch_size=args.batch_size, dtype=args.dtype)
     else:

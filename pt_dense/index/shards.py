@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pt_dense import datasets
@@ -50,11 +50,30 @@ def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, ove
     corpus = data.corpus_iter()
     count = len(corpus) if hasattr(corpus, "__len__") else sum(1 for _ in data.corpus_iter())
     start, stop = shard * count // shards, (shard + 1) * count // shards
+    return write_shard(itertools.islice(data.corpus_iter(), start, stop), encoder, out, shard, shards,
+                       first=start, size=stop - start, corpus_docs=count, corpus=getattr(data, "source", None),
+                       overwrite=overwrite, dtype=dtype)
+
+
+def shard_range(shard: int, shards: int, count: int) -> tuple[int, int]:
+    """The corpus positions ``[first, stop)`` of shard ``shard`` of ``shards`` of a corpus of ``count`` documents."""
+    return shard * count // shards, (shard + 1) * count // shards
+
+
+def write_shard(documents: Iterable[dict], encoder, out: str | Path, shard: int, shards: int, *, first: int,
+                size: int, corpus_docs: int, corpus: str | None = None, overwrite: bool = False,
+                dtype: str = "float32", progress: bool = True) -> DenseIndex:
+    """Encode ``documents`` (``docno, text`` records: the ``size`` documents at corpus positions ``first`` ..) into
+    shard ``shard`` of ``shards`` of ``out``, the one path every shard lands through (``pt-dense index --shard``, a
+    block encoded by a Ray actor); :func:`merge_shards` then makes one index of them.
+
+    Returns:
+        The shard's DenseIndex (``<out>.shards/<shard>-of-<shards>``).
+    """
     index = DenseIndex(shard_folder(out, shard, shards))
-    indexer = index.indexer(overwrite=overwrite, total=stop - start, corpus=getattr(data, "source", None),
-                            shard={"shard": shard, "shards": shards, "first": start, "corpus_docs": count},
-                            dtype=dtype)
-    (encoder.doc_encoder() >> indexer).index(itertools.islice(data.corpus_iter(), start, stop))
+    indexer = index.indexer(overwrite=overwrite, total=size, corpus=corpus, progress=progress, dtype=dtype,
+                            shard={"shard": shard, "shards": shards, "first": first, "corpus_docs": corpus_docs})
+    (encoder.doc_encoder() >> indexer).index(documents)
     return index
 
 
