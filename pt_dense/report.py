@@ -16,12 +16,33 @@ from pt_dense.io.atomic import atomic_file
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB).
+
+    Returns:
+        The peak in MiB (``ru_maxrss`` / 1024; on macOS, which reports bytes, this is KiB).
+    """
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 4) -> str:
-    """A markdown table of ``rows``; floats with ``digits`` decimals."""
+    """A markdown table of ``rows``; floats with ``digits`` decimals.
+
+    Args:
+        rows: One dict per table row; a key a row lacks gives an empty cell.
+        columns: The columns, in order (default: the keys of the first row, so ``rows`` must not be empty).
+        digits: Decimals of float cells; other values are shown with ``str``.
+
+    Returns:
+        The table, one line per row after the header and its rule.
+
+    Example:
+        ::
+
+            markdown_table([{"name": "dense", "nDCG@10": 0.6456}])
+            # | name | nDCG@10 |
+            # |---|---|
+            # | dense | 0.6456 |
+    """
     columns = columns or list(rows[0])
 
     def cell(value: object) -> str:
@@ -33,12 +54,26 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: i
 
 
 def print_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> None:
+    """Print :func:`markdown_table` of ``rows`` to stdout and flush it (so it shows before a long step's output).
+
+    Args:
+        rows: One dict per table row.
+        columns: The columns, in order (default: the keys of the first row).
+        digits: Decimals of float cells.
+    """
     print(markdown_table(rows, columns, digits))
     sys.stdout.flush()
 
 
 def write_json(path: str | Path | None, payload: dict) -> None:
-    """Write ``payload`` as JSON, atomically (nothing half-written if interrupted)."""
+    """Write ``payload`` as JSON, atomically (nothing half-written if interrupted).
+
+    Numpy scalars are written as numbers and any other value JSON cannot hold as its ``str``.
+
+    Args:
+        path: The file (its folder is created); None or empty writes nothing, for an optional ``--json`` option.
+        payload: What to write.
+    """
     if not path:
         return
     path = Path(path)
@@ -48,24 +83,59 @@ def write_json(path: str | Path | None, payload: dict) -> None:
 
 
 def bench_payload(rows: list[dict], config: dict, **headline) -> dict:
-    """``{<headline figures>, "rows": [...], "config": {...}}``: the convention of bench/ and examples/."""
+    """``{<headline figures>, "rows": [...], "config": {...}}``: the convention of bench/ and examples/.
+
+    Args:
+        rows: The measurements, one dict each.
+        config: The settings and machine they were measured under.
+        **headline: The figures a reader looks at first, put at the top.
+
+    Returns:
+        The payload, for :func:`write_json`.
+    """
     return {**headline, "rows": rows, "config": config}
 
 
 def results_markdown(table: pd.DataFrame) -> str:
-    """A results table as markdown with four decimals (``name`` shown as ``system``)."""
+    """A results table as markdown with four decimals (``name`` shown as ``system``).
+
+    Args:
+        table: A results table (``name`` and one column per measure).
+
+    Returns:
+        The markdown table.
+    """
     return markdown_table(table.rename(columns={"name": "system"}).to_dict("records"))
 
 
 def results_json(table: pd.DataFrame, config: dict) -> dict:
-    """``{"systems": {name: {measure: value}}, "rows": [...], "config": {...}}``."""
+    """A results table as a JSON payload: ``{"systems": {name: {measure: value}}, "rows": [...], "config": {...}}``.
+
+    Args:
+        table: A results table (``name`` and one column per measure).
+        config: The settings the results were measured under.
+
+    Returns:
+        The payload, for :func:`write_json`.
+    """
     rows = table.to_dict("records")
     systems = {row["name"]: {m: float(v) for m, v in row.items() if m != "name"} for row in rows}
     return {"systems": systems, "rows": rows, "config": config}
 
 
 def results_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """A grouped bar chart of a results table (one group per measure, one bar per system) saved as PNG."""
+    """A grouped bar chart of a results table (one group per measure, one bar per system) saved as PNG.
+
+    The y axis runs from 0 to 1.15: the measures are taken to lie in [0, 1].
+
+    Args:
+        table: A results table (``name`` and one column per measure).
+        path: The PNG file.
+        title: The chart's title.
+
+    Returns:
+        The file written.
+    """
     measures = [c for c in table.columns if c != "name"]
     series = {row["name"]: [float(row[m]) for m in measures] for row in table.to_dict("records")}
     return grouped_bars(series, measures, path, title=title, ylim=(0, 1.15))
@@ -73,7 +143,19 @@ def results_chart(table: pd.DataFrame, path: str | Path, title: str = "") -> Pat
 
 def grouped_bars(series: dict[str, list[float]], groups: list[str], path: str | Path, *, title: str = "",
                  ylabel: str = "score", ylim: tuple[float, float] | None = None) -> Path:
-    """A PNG bar chart: one group of bars per entry of ``groups``, one bar (labelled with its value) per series."""
+    """A PNG bar chart: one group of bars per entry of ``groups``, one bar (labelled with its value) per series.
+
+    Args:
+        series: Legend label -> one value per group.
+        groups: The groups' labels on the x axis.
+        path: The PNG file.
+        title: The chart's title.
+        ylabel: The y axis's label.
+        ylim: The y axis's range (default: 0 to 12% above the highest value, room for the labels).
+
+    Returns:
+        The file written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,7 +178,15 @@ def grouped_bars(series: dict[str, list[float]], groups: list[str], path: str | 
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
+    """Lay out, write as PNG (creating the folder) and close a matplotlib figure.
+
+    Args:
+        fig: A matplotlib figure; it is closed, so as not to pile up in pyplot's memory.
+        path: The PNG file (written at 120 dpi).
+
+    Returns:
+        ``path`` as a Path.
+    """
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -7,6 +7,37 @@ from dataclasses import dataclass, field
 
 @dataclass
 class GridConfig:
+    """The settings of a scaling grid (:func:`~pt_dense.scaling.run_grid`, ``pt-dense scaling run``).
+
+    Every setting but ``layers`` and ``annotations`` is recorded in the grid folder's ``grid.json``: a grid resumes
+    only under the same settings, and grows by new model sizes or annotation counts.
+
+    Args:
+        data: The collection: a name or folder that :func:`pt_dense.datasets.load` takes.
+        model: The encoder (short name, hub id or folder) whose first layers make each model size.
+        layers: The layer counts k, one model size each.
+        annotations: The annotation counts D: the first D of the training split's shuffled (query, positive) pairs.
+        train_split: The split whose judged pairs are the annotations.
+        test_split: The split L is measured on.
+        min_label: Judgements labelled at least this are positives (training, dev and test alike).
+        steps: Training steps per cell: the most with ``patience``, exactly this many without.
+        patience: > 0: each cell trains until this many dev validations in a row bring no lower L, and keeps its
+            best weights; 0: no dev split, exactly ``steps`` steps.
+        valid_every: Steps between dev validations.
+        dev_split: The split early stopping is scored on; None holds ``dev_queries`` training queries out of the
+            annotations instead. Either way only the dev queries none of whose positives is a training positive
+            count.
+        dev_queries: Training queries held out as the dev split when ``dev_split`` is None.
+        dev_pool: The documents the dev negatives are drawn from: a fixed sample of this many, plus the dev positives.
+        batch_size: Training pairs per step (in-batch negatives).
+        lr: The learning rate.
+        temperature: The softmax temperature of training and of L.
+        query_max_length: Query tokens, capped at the model's positions.
+        doc_max_length: Document tokens, capped at the model's positions.
+        negatives: Random negatives per test query in L (for the dev L, at most the dev pool's size).
+        seed: Seeds the pairs' order, the dev queries, the negatives and training.
+    """
+
     data: str
     model: str = "minilm"
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 6])

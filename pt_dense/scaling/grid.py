@@ -46,7 +46,20 @@ def study_encoder(model: str, query_max_length: int, doc_max_length: int, **sett
 
 def truncated_encoder(base, layers: int):
     """A copy of ``base`` (a BiEncoder) keeping only its first ``layers`` transformer layers, found where its
-    :class:`~pt_dense.models.ModelFamily` says the layer stack is."""
+    :class:`~pt_dense.models.ModelFamily` says the layer stack is.
+
+    The grid's way to make smaller models of one pretrained encoder; ``base`` is left as it is.
+
+    Args:
+        base: The BiEncoder to cut.
+        layers: How many of its first layers to keep.
+
+    Returns:
+        A new BiEncoder named ``"<name>[:<layers> layers]"``.
+
+    Raises:
+        InputError: ``layers`` is not between 1 and the model's depth, or the family finds no layer stack.
+    """
     family = family_for(base.model)
     stack = family.layer_stack(base.model)
     if not 1 <= layers <= len(stack):
@@ -57,7 +70,16 @@ def truncated_encoder(base, layers: int):
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
-    """Parameters of the transformer layers: everything but the family's embedding modules (and the pooler)."""
+    """Parameters of the transformer layers: everything but the family's embedding modules (and the pooler).
+
+    This is the model size N of the scaling laws, as in the paper.
+
+    Args:
+        model: A Hugging Face model.
+
+    Returns:
+        The parameter count, leaving out the top-level modules named in the family's ``embedding_modules``.
+    """
     skip = family_for(model).embedding_modules
     return sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] not in skip)
 
@@ -73,7 +95,25 @@ def annotation_pairs(qrels: pd.DataFrame, topics: pd.DataFrame, docnos: set[str]
 
 
 def run_grid(config: GridConfig, out: str | Path, progress: bool = True) -> list[dict]:
-    """Train and measure every missing cell of the grid; returns all cells (cached and new), smallest first."""
+    """Train and measure every missing cell of the grid (see the module docstring).
+
+    Each cell is written to ``<out>/cells/`` as soon as it is measured, so a killed run resumes at the first missing
+    cell.
+
+    Args:
+        config: The grid's settings.
+        out: The grid folder.
+        progress: Show a progress bar.
+
+    Returns:
+        Every cell (those found and those new) by layers, then annotations: dicts with ``layers``, ``N``, ``D``,
+        ``L``, ``L_unseen``, the training steps and times, and ``L_by_qid``.
+
+    Raises:
+        InputError: ``out`` holds cells made under other settings, an annotation count exceeds the training split's
+            judged pairs, or the dev split is too small (fewer than five queries whose positives no training pair
+            has, or ``dev_queries`` leaves no training query).
+    """
     out = Path(out)
     _check_settings(config, out)
     data = datasets.load(config.data)
@@ -190,7 +230,17 @@ MIN_DEV_QUERIES = 5
 
 
 def load_cells(out: str | Path) -> list[dict]:
-    """The finished cells of a grid folder."""
+    """The finished cells of a grid folder, in the order of their file names.
+
+    Args:
+        out: The grid folder (the ``out`` of :func:`run_grid`).
+
+    Returns:
+        The cells' dicts.
+
+    Raises:
+        InputError: The folder holds no finished cell.
+    """
     files = sorted((Path(out) / "cells").glob("*.json"))
     if not files:
         raise InputError(f"no finished cells under {Path(out) / 'cells'}: run `pt-dense scaling run` first")

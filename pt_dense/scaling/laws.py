@@ -99,7 +99,15 @@ def _fit_theta(kind: Kind, x: np.ndarray, y: np.ndarray, starts: list[list[float
 
 @dataclass
 class BudgetPlan:
-    """The (N, D) that minimises predicted L within a budget, and what it costs."""
+    """The (N, D) that minimises predicted L within a budget, and what it costs (:meth:`ScalingLaw.plan`).
+
+    Args:
+        N: Non-embedding parameters of the model to train.
+        D: Annotations to buy.
+        L: The law's prediction at (N, D).
+        cost: What each part costs: ``annotation``, ``training`` and ``inference``.
+        budget: The budget planned for.
+    """
 
     N: float
     D: float
@@ -115,7 +123,23 @@ class BudgetPlan:
 
 @dataclass
 class ScalingLaw:
-    """A fitted law with its uncertainty and its fit quality; see the module docstring."""
+    """A fitted law with its uncertainty and its fit quality (made by :func:`fit_law`).
+
+    The laws, in model size N (non-embedding parameters) and annotations D::
+
+        L(N)    = (A/N)^alpha + delta
+        L(D)    = (B/D)^beta + delta
+        L(N, D) = [(A/N)^(alpha/beta) + B/D]^beta + delta
+
+    Args:
+        kind: ``"N"``, ``"D"`` or ``"ND"``: the variables the law is in.
+        params: The constants: ``A``, ``alpha`` and ``delta`` (N), ``B``, ``beta`` and ``delta`` (D), or all five.
+        ci: A 95% bootstrap interval per constant (NaN when no bootstrap fit succeeded).
+        r2: R^2 over the fitted points (NaN when they all have the same L or there is only one).
+        points: The points as given, each with ``held_out`` added.
+        holdout_errors: The relative prediction error on each held-out point.
+        holdout_baseline_error: The largest such error of a constant (the mean fitted L): what the law must beat.
+    """
 
     kind: Kind
     params: dict[str, float]
@@ -127,7 +151,18 @@ class ScalingLaw:
 
     # ------------------------------------------------------------------ use
     def predict(self, N: float | np.ndarray | None = None, D: float | np.ndarray | None = None) -> np.ndarray:
-        """Predicted L at model size ``N`` and/or ``D`` annotations (the variables the law is in)."""
+        """Predicted L at model size ``N`` and/or ``D`` annotations (the variables the law is in).
+
+        Args:
+            N: Non-embedding parameters (a number or an array); needed by N- and ND-laws.
+            D: Annotations (a number or an array); needed by D- and ND-laws.
+
+        Returns:
+            L for each (broadcast) value.
+
+        Raises:
+            InputError: A variable the law needs is missing, or a value is not positive.
+        """
         given = {"N": N, "D": D}
         needed = ("N", "D") if self.kind == "ND" else (self.kind,)
         if any(given[v] is None for v in needed):
@@ -140,6 +175,7 @@ class ScalingLaw:
 
     @property
     def max_holdout_error(self) -> float | None:
+        """The largest relative error on the held-out points (None when none was held out)."""
         return max(self.holdout_errors) if self.holdout_errors else None
 
     def plan(self, budget: float, *, annotation_cost: float, train_cost: float = 0.0, inference_cost: float = 0.0,
@@ -150,6 +186,26 @@ class ScalingLaw:
         N-parameter model on them (compute grows with N * D), and serving it (per parameter, over its deployment).
         ``sizes`` restricts N to the model sizes one can actually pick; otherwise N ranges over ``n_range``
         (default: a tenth of the smallest to ten times the largest fitted N, to extrapolate no further than that).
+
+        Args:
+            budget: What may be spent, in the unit of the costs.
+            annotation_cost: The cost of one annotation.
+            train_cost: The cost of training per parameter and annotation.
+            inference_cost: The cost of serving per parameter.
+            sizes: The model sizes to choose from (None: a fine grid over ``n_range``).
+            n_range: The (lowest, highest) N to search when ``sizes`` is None.
+
+        Returns:
+            The plan: N, D, the predicted L and the cost of each part.
+
+        Raises:
+            InputError: The law is not an ND-law, a cost or the budget is out of range, or the budget buys no
+                annotation at any size.
+
+        Example:
+            ::
+
+                law.plan(10_000, annotation_cost=2.0, sizes=[5e6, 11e6, 22e6])
         """
         if self.kind != "ND":
             raise InputError("planning trades model size against annotations: fit a joint law (kind='ND')")
@@ -172,6 +228,11 @@ class ScalingLaw:
 
     # ------------------------------------------------------------------ report
     def describe(self) -> str:
+        """One line for a report: the constants with their intervals, R^2 and the held-out error.
+
+        Returns:
+            The line.
+        """
         constants = ", ".join(f"{k} = {v:.4g} [{self.ci[k][0]:.3g}, {self.ci[k][1]:.3g}]"
                               for k, v in self.params.items())
         held = "" if not self.holdout_errors else (
@@ -181,7 +242,15 @@ class ScalingLaw:
 
     def plot(self, path: str | Path, title: str = "") -> Path:
         """Log-log PNG: the points (hollow where held out) and the fitted curve, one curve per model size for an
-        ND-law, and the irreducible loss delta as a dotted line."""
+        ND-law, and the irreducible loss delta as a dotted line.
+
+        Args:
+            path: The PNG file.
+            title: The plot's title (default: the law and its R^2).
+
+        Returns:
+            The file written.
+        """
         import matplotlib
 
         matplotlib.use("Agg")
@@ -225,14 +294,35 @@ class ScalingLaw:
         return save_figure(fig, path)
 
     def to_dict(self) -> dict:
+        """The law as plain data (what :meth:`save` writes).
+
+        Returns:
+            The fields, and ``max_holdout_error``.
+        """
         return asdict(self) | {"max_holdout_error": self.max_holdout_error}
 
     def save(self, path: str | Path) -> Path:
+        """Write the law as JSON (atomically); :meth:`load` reads it back.
+
+        Args:
+            path: The JSON file.
+
+        Returns:
+            ``path``.
+        """
         write_json(path, self.to_dict())
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> ScalingLaw:
+        """Read a law that :meth:`save` wrote.
+
+        Args:
+            path: The JSON file.
+
+        Returns:
+            The law.
+        """
         data = json.loads(Path(path).read_text())
         data.pop("max_holdout_error", None)
         data["ci"] = {k: tuple(v) for k, v in data["ci"].items()}
@@ -250,8 +340,30 @@ def fit_law(points: Sequence[dict], kind: Kind = "ND", *, holdout: str | Sequenc
             bootstrap: int = 200, seed: int = 0) -> ScalingLaw:
     """Fit a law to ``points`` (dicts with ``L`` and ``N`` and/or ``D``).
 
-    ``holdout``: ``"largest"`` keeps the points with the largest D (largest N for an N-law) out of the fit and
-    reports the relative error of their prediction; a boolean per point picks them by hand; ``None`` fits all.
+    Fitted with ``scipy.optimize.curve_fit`` under bounds (exponents in (0, 5], 0 <= delta < min L) from several
+    starts; the intervals come from refitting to ``bootstrap`` resamples of the fitted points.
+
+    Args:
+        points: The measurements, e.g. the cells of :func:`~pt_dense.scaling.load_cells`.
+        kind: ``"N"``, ``"D"`` or ``"ND"``.
+        holdout: ``"largest"`` keeps the points with the largest D (largest N for an N-law) out of the fit and
+            reports the relative error of their prediction; a boolean per point picks them by hand; None fits all.
+        bootstrap: Resamples for the confidence intervals.
+        seed: Seeds the resampling.
+
+    Returns:
+        The fitted law.
+
+    Raises:
+        InputError: An unknown ``kind``, a point that lacks a variable or L, a ``holdout`` of the wrong length,
+            fewer fitted points than the law has constants plus one, a value that is not positive, or a fit that
+            fails from every start.
+
+    Example:
+        ::
+
+            law = fit_law(load_cells("grid"), "ND")
+            print(law.describe())
     """
     if kind not in PARAMS:
         raise InputError(f"kind must be 'N', 'D' or 'ND', not {kind!r}")

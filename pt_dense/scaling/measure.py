@@ -57,7 +57,27 @@ class ContrastiveCandidates(pt.Transformer):
     """``qid, query`` -> one row per judged positive and per sampled negative, with ``docno`` and ``text``.
 
     Follow it with any scorer (``enc.scorer()``, ``enc.query_encoder() >> index.scorer()``, a cross-encoder) and
-    measure the run with :func:`CLL`: the run then holds exactly what the definition of L scores.
+    measure the run with :func:`CLL`: the run then holds exactly what the definition of L scores. A query without a
+    judged positive in the corpus gives no rows.
+
+    Args:
+        corpus: A dataset (``corpus_iter``), a list of ``{"docno", "text"}`` dicts or a docno -> text mapping.
+        qrels: ``qid, docno, label`` judgements; label > 0 is a positive.
+        negatives: Negatives drawn per query, uniformly from the corpus less the query's positives.
+        seed: With the qid, fixes each query's negatives.
+
+    Raises:
+        InputError: ``negatives`` is below 1; at transform time, the corpus has too few non-positive documents, or
+            no input query has a judged positive in the corpus.
+        MissingColumnsError: ``qrels`` lacks ``qid``, ``docno`` or ``label``; at transform time, the input lacks
+            ``qid`` or ``query``.
+
+    Example:
+        ::
+
+            candidates = contrastive_candidates(dataset, dataset.qrels("test"))
+            pt.Experiment([candidates >> enc.scorer()], dataset.topics("test"), dataset.qrels("test"),
+                          eval_metrics=[CLL()])
     """
 
     def __init__(self, corpus, qrels: pd.DataFrame, negatives: int = DEFAULT_NEGATIVES, seed: int = 0):
@@ -79,7 +99,17 @@ class ContrastiveCandidates(pt.Transformer):
         return ["qid", "query", "docno", "text", "label"]
 
     def candidates(self, qid: str) -> tuple[list[str], list[str]]:
-        """(positives in the corpus, sampled negatives) of one query."""
+        """The candidates of one query: its judged positives that are in the corpus, and its sampled negatives.
+
+        Args:
+            qid: The query's id.
+
+        Returns:
+            (positives sorted by docno, negatives); the negatives are a pure function of (seed, qid).
+
+        Raises:
+            InputError: The corpus has fewer non-positive documents than ``negatives``.
+        """
         positives = sorted(d for d in self.positives.get(qid, ()) if d in self.texts)
         return positives, sample_negatives(qid, self.docnos, set(positives), self.negatives, self.seed)
 
@@ -99,14 +129,38 @@ class ContrastiveCandidates(pt.Transformer):
 
 def contrastive_candidates(corpus, qrels: pd.DataFrame, negatives: int = DEFAULT_NEGATIVES,
                            seed: int = 0) -> ContrastiveCandidates:
-    """The stage :class:`ContrastiveCandidates` (for ``pt.Experiment`` with :func:`CLL`)."""
+    """The stage :class:`ContrastiveCandidates` (for ``pt.Experiment`` with :func:`CLL`).
+
+    Args:
+        corpus: A dataset, a list of ``{"docno", "text"}`` dicts or a docno -> text mapping.
+        qrels: ``qid, docno, label`` judgements.
+        negatives: Negatives drawn per query.
+        seed: Fixes the negatives.
+
+    Returns:
+        The stage.
+
+    Raises:
+        InputError: ``negatives`` is below 1.
+        MissingColumnsError: ``qrels`` lacks ``qid``, ``docno`` or ``label``.
+    """
     return ContrastiveCandidates(corpus, qrels, negatives=negatives, seed=seed)
 
 
 def CLL(temperature: float = DEFAULT_TEMPERATURE):
     """An ir_measures measure of L over a run: per query, its judged positives in the run against every other
     document of the run. After :func:`contrastive_candidates` that is the definition of L; over an ordinary
-    retrieval run it is L against the retrieved non-relevant documents (hard negatives)."""
+    retrieval run it is L against the retrieved non-relevant documents (hard negatives).
+
+    A query with no judged positive in the run is left out. Lower is better.
+
+    Args:
+        temperature: The softmax temperature the run's scores are read at.
+
+    Returns:
+        The measure, named ``CLL`` (``CLL(t=...)`` at another temperature), for ``pt.Experiment``'s
+        ``eval_metrics`` beside any other.
+    """
     import ir_measures
 
     def impl(qrels: pd.DataFrame, run: pd.DataFrame) -> Iterable[tuple[str, float]]:
@@ -135,9 +189,32 @@ def contrastive_loglik(
     """L of an encoder (anything with ``encode(texts, side)``: each distinct text is encoded once) or of a scoring
     pipeline (given ``qid, query, docno, text`` rows, it adds ``score``) on ``topics``; see the module docstring.
 
-    ``corpus`` is a dataset (``corpus_iter``), a list of ``{"docno", "text"}`` dicts or a docno -> text mapping.
-    Returns the mean over queries, or with ``per_query=True`` a Series of L by qid. ``progress`` is passed to the
-    encoder's ``encode`` when given.
+    Args:
+        encoder_or_pipeline: An encoder (``encode(texts, side)``) or a PyTerrier stage that scores rows.
+        topics: ``qid, query``; queries without a judged positive in the corpus are left out.
+        qrels: ``qid, docno, label`` judgements; label > 0 is a positive.
+        corpus: A dataset (``corpus_iter``), a list of ``{"docno", "text"}`` dicts or a docno -> text mapping.
+        negatives: Random negatives per query (never one of its positives).
+        seed: With each qid, fixes that query's negatives.
+        temperature: The softmax temperature scores are read at.
+        per_query: Return L of each query instead of the mean.
+        progress: Passed to the encoder's ``encode`` when given.
+
+    Returns:
+        The mean L over queries (lower is better), or with ``per_query=True`` a Series of L by qid.
+
+    Raises:
+        InputError: ``temperature`` is not positive, ``negatives`` is below 1 or more than the corpus can give, no
+            query has a positive in the corpus, the pipeline did not score every row, or ``encoder_or_pipeline`` is
+            neither an encoder nor a stage.
+        MissingColumnsError: ``topics`` lacks ``qid`` or ``query``, ``qrels`` lacks ``qid``, ``docno`` or
+            ``label``, or the pipeline's output lacks ``qid``, ``docno`` or ``score``.
+
+    Example:
+        ::
+
+            from pt_dense import scaling
+            L = scaling.contrastive_loglik(enc, dataset.topics("test"), dataset.qrels("test"), dataset)
     """
     require_columns(topics.columns, ("qid", "query"), "topics")
     if temperature <= 0:
