@@ -164,7 +164,8 @@ def behaviour(func) -> tuple[bool, bool, set[str]]:
             if name and name[0].isupper() and name not in {"NotImplementedError"}:
                 raised.add(name)
     annotation = inspect.signature(func).return_annotation
-    if annotation not in (inspect.Signature.empty, None, "None") and not yields:
+    never_returns = str(annotation).rsplit(".", 1)[-1] in {"NoReturn", "Never"}  # it always raises
+    if annotation not in (inspect.Signature.empty, None, "None") and not yields and not never_returns:
         returns = returns or ("Iterator" not in str(annotation) and "Generator" not in str(annotation))
     return returns, yields, raised
 
