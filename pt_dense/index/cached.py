@@ -24,7 +24,27 @@ def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, bat
     """Encode ``data``'s corpus with ``encoder`` into a new DenseIndex at ``path`` (refused if one exists there,
     unless ``overwrite``); the index records the collection, so a corrector can fetch the texts it re-encodes.
     ``data`` and ``encoder`` may be given by name or path (what ``pt-dense index`` does); ``dtype="float16"`` stores
-    the vectors in half the bytes."""
+    the vectors in half the bytes.
+
+    Args:
+        data: A collection, or a name or folder for :func:`pt_dense.datasets.load`.
+        encoder: A pt_dense encoder, or a model name or folder to load one from.
+        path: The index folder.
+        overwrite: Replace an index already at ``path``.
+        batch_size: The encoder's batch size when ``encoder`` is given by name.
+        dtype: How the vectors are stored: ``"float32"`` or ``"float16"``.
+
+    Returns:
+        The new index.
+
+    Raises:
+        IndexExistsError: An index exists at ``path`` and ``overwrite`` is False (checked before encoding).
+
+    Example:
+        ::
+
+            index = build_index("scifact", "minilm", "scifact.ptd")
+    """
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
     if isinstance(encoder, (str, Path)):
         encoder = TorchEncoder.from_pretrained(str(encoder), **({"batch_size": batch_size} if batch_size else {}))
@@ -38,7 +58,22 @@ def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, bat
 
 def add_documents(index: DenseIndex | str | Path, documents, encoder, *, replace: bool = False) -> DenseIndex:
     """Encode ``documents`` (a collection, a name or path ``datasets.load`` opens, or ``{"docno", "text"}``
-    records) with ``encoder`` (the index's own, checked) and add them to ``index`` (what ``pt-dense add`` runs)."""
+    records) with ``encoder`` (the index's own, checked) and add them to ``index`` (what ``pt-dense add`` runs).
+
+    Args:
+        index: A DenseIndex or its folder.
+        documents: A collection, a name or folder for :func:`pt_dense.datasets.load`, or ``{"docno", "text"}``
+            records.
+        encoder: The encoder the index was built with, or a model name or folder to load it from.
+        replace: Replace documents the index holds already (an update) instead of refusing them.
+
+    Returns:
+        The index, reading the new generation.
+
+    Raises:
+        EncoderMismatchError: ``encoder`` is not one the index stands for.
+        InputError: No documents, or (without ``replace``) a docno the index holds already.
+    """
     index = index if isinstance(index, DenseIndex) else DenseIndex(index)
     if isinstance(encoder, (str, Path)):
         encoder = TorchEncoder.from_pretrained(str(encoder))
@@ -56,6 +91,19 @@ def delete_documents(index: DenseIndex | str | Path, docnos: str | Iterable[str]
 
     Each docno is taken whole: a string is one docno (``"smith, john"`` is a single docno, commas and spaces
     included), a list is a list of docnos. ``docnos_file`` holds one docno a line (see ``read_docnos_file``).
+
+    Args:
+        index: A DenseIndex or its folder.
+        docnos: One docno (a string) or several.
+        docnos_file: A UTF-8 text file of docnos, one a line; added to ``docnos``.
+        compact: Rewrite the index without the deleted rows afterwards (otherwise they stay as tombstones).
+
+    Returns:
+        The index, reading the new generation.
+
+    Raises:
+        InputError: No docnos, a docno the index lacks (one that reads like a comma-separated list of docnos it
+            holds is named as such), or a docnos file that is missing, unreadable or not UTF-8.
     """
     index = index if isinstance(index, DenseIndex) else DenseIndex(index)
     listed = [docnos] if isinstance(docnos, str) else list(docnos)
@@ -102,7 +150,23 @@ def _refuse_split_lists(index: DenseIndex, docnos: list[str]) -> None:
 
 def cached_index(data, encoder, *, index_dir: str | Path | None = None, overwrite: bool = False) -> DenseIndex:
     """The dense index of ``data``'s corpus under ``encoder``: opened from ``index_dir`` (default: the cache), or
-    built there once."""
+    built there once.
+
+    In the cache each (collection content, encoder) pair has its own folder (:func:`cached_index_path`), so a second
+    run with the same encoder encodes nothing.
+
+    Args:
+        data: A collection (an object, not a name).
+        encoder: A pt_dense encoder.
+        index_dir: The index folder (default: the cache's).
+        overwrite: Rebuild the index even if it exists.
+
+    Returns:
+        The index.
+
+    Raises:
+        EncoderMismatchError: The index at ``index_dir`` was built by another encoder.
+    """
     index = DenseIndex(Path(index_dir) if index_dir else cached_index_path(data, encoder))
     if overwrite or not index.built():
         index = build_index(data, encoder, index.path, overwrite=overwrite)
@@ -112,7 +176,16 @@ def cached_index(data, encoder, *, index_dir: str | Path | None = None, overwrit
 
 def cached_index_path(data, encoder) -> Path:
     """Where :func:`cached_index` keeps ``data``'s index under ``encoder`` (one per precision other than fp32, so
-    that queries and documents of one run always come from the same arithmetic)."""
+    that queries and documents of one run always come from the same arithmetic).
+
+    Args:
+        data: A collection.
+        encoder: A pt_dense encoder.
+
+    Returns:
+        ``<cache>/dense/<collection key>-<fingerprint[:16]>[-<precision>]``: the collection's name and a hash of its
+        corpus file's content, then the encoder's fingerprint.
+    """
     precision = getattr(encoder, "precision", None)
     suffix = f"-{precision}" if precision not in (None, "fp32") else ""
     return cache_dir() / "dense" / f"{collection_key(data)}-{encoder.fingerprint[:16]}{suffix}"

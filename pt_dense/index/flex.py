@@ -55,7 +55,17 @@ PROBE_BYTES = 1 << 20
 
 
 def is_flex(path: str | Path) -> bool:
-    """Whether ``path`` is a pyterrier_dr FlexIndex folder (by its ``pt_meta.json``)."""
+    """Whether ``path`` is a pyterrier_dr FlexIndex folder (by its ``pt_meta.json``).
+
+    Only ``pt_meta.json`` is read (no other file is checked): a quick test of which kind of folder to open.
+
+    Args:
+        path: A folder.
+
+    Returns:
+        True when its ``pt_meta.json`` names type ``dense_index`` and format ``flex``; False otherwise, also when
+        the file is missing or unreadable.
+    """
     try:
         meta = json.loads((Path(path) / FLEX_META).read_text())
     except (OSError, ValueError):
@@ -107,7 +117,20 @@ def vectors_probe(file: Path) -> str:
 
 
 class FlexIndexView(DenseIndex):
-    """A pyterrier_dr FlexIndex folder read in place as a read-only DenseIndex (see the module's notes)."""
+    """A pyterrier_dr FlexIndex folder read in place as a read-only DenseIndex; made by :func:`open_flex`.
+
+    Every reading stage of a DenseIndex runs on it (retrievers, the vector scorer, PEFA, ``Corrector.fit``, the
+    exports); nothing is copied and the folder's vectors and docnos are never changed: :meth:`refresh` and
+    :meth:`to_dense_index` write a pt_dense index elsewhere. The view accepts query vectors from any encoder of the
+    right dimension, unless pt_dense exported the folder (then its ``pt_dense.json`` names the encoder).
+
+    Args:
+        path: The FlexIndex folder.
+
+    Raises:
+        IndexFormatError: The folder is not a complete FlexIndex (``pt_meta.json`` missing or of another format, a
+            file missing, or ``vecs.f4`` of the wrong size).
+    """
 
     def __init__(self, path: str | Path):
         super().__init__(path)
@@ -117,14 +140,28 @@ class FlexIndexView(DenseIndex):
         return f"open_flex({str(self.path)!r})"
 
     def built(self) -> bool:
+        """Whether the index exists: always, as the view was refused at opening otherwise.
+
+        Returns:
+            True.
+        """
         return True
 
     def open_generation(self) -> Generation:
-        """The FlexIndex folder itself (it has no generations; pyterrier_dr replaces it whole)."""
+        """The FlexIndex folder itself (it has no generations; pyterrier_dr replaces it whole).
+
+        Returns:
+            A generation whose folder is the FlexIndex folder.
+        """
         return Generation(self.path)
 
     @cached_property
     def meta(self) -> dict:
+        """The view's metadata in a DenseIndex's terms (dimension, count, normalised, encoder), read once.
+
+        Built from ``pt_meta.json`` (checked again), and ``pt_dense.json`` when it still describes these vectors.
+        The first read also reads every vector once, in chunks, to learn whether they are unit length.
+        """
         flex = read_flex_meta(self.path)
         count, dim = flex["doc_count"], flex["vec_size"]
         ours = self._exported_meta(count, dim)
@@ -143,10 +180,15 @@ class FlexIndexView(DenseIndex):
 
     @cached_property
     def vectors(self) -> np.ndarray:
+        """All vectors as a read-only float32 memory map of ``vecs.f4`` (count x dim)."""
         return np.memmap(self.path / FLEX_VECTORS, dtype=np.float32, mode="r", shape=(len(self), self.dim))
 
     @cached_property
     def docnos(self) -> np.ndarray:
+        """The docno of every row, read once from ``docnos.npids``; there must be one per vector, none repeated.
+
+        An unreadable, short or repeating docnos file raises :class:`~pt_dense.IndexFormatError`.
+        """
         from npids import Lookup
 
         file = self.path / FLEX_DOCNOS
@@ -167,14 +209,32 @@ class FlexIndexView(DenseIndex):
 
     @property
     def base_file(self) -> Path:
+        """The file of the vectors, ``vecs.f4`` (a refresh corrects from it)."""
         return self.path / FLEX_VECTORS
 
     # ------------------------------------------------------------------ writes go elsewhere
     def indexer(self, **_) -> NoReturn:
+        """Refused: the view is read-only. Index into a pt_dense index, or with pyterrier_dr's own indexer.
+
+        Args:
+            **_: Any indexer setting; ignored.
+
+        Raises:
+            InputError: Always.
+        """
         raise InputError(f"{self!r} is a read-only view of a pyterrier_dr FlexIndex: index into a pt_dense index "
                          "(ptd.DenseIndex(path).indexer()) or with pyterrier_dr's FlexIndex(path).indexer()")
 
     def _read_only(self, *_, **__) -> NoReturn:
+        """Refused: the view is read-only. Make a pt_dense index of it first (:meth:`to_dense_index`) to change it.
+
+        Args:
+            *_: Any arguments; ignored.
+            **__: Any keyword arguments; ignored.
+
+        Raises:
+            InputError: Always.
+        """
         raise InputError(f"{self!r} is a read-only view of a pyterrier_dr FlexIndex: make a pt_dense index of it "
                          "first (view.to_dense_index(path)), which adds, updates, deletes and compacts")
 
@@ -183,7 +243,21 @@ class FlexIndexView(DenseIndex):
     def refresh(self, corrector, path: str | Path | None = None, *, overwrite: bool = False,
                 keep_fresh_sample: bool = True) -> DenseIndex:
         """Write the refreshed index as a pt_dense index at ``path`` (required: the FlexIndex is not changed) and
-        return it; it keeps these vectors as its base, so it refreshes again like any DenseIndex."""
+        return it; it keeps these vectors as its base, so it refreshes again like any DenseIndex.
+
+        Args:
+            corrector: A fitted :class:`~pt_dense.Corrector` whose dimension is the index's.
+            path: Where the pt_dense index is written; not the FlexIndex folder.
+            overwrite: Replace an index already at ``path``.
+            keep_fresh_sample: Keep the freshly encoded sample's vectors as they are (not corrected).
+
+        Returns:
+            The refreshed pt_dense index at ``path``.
+
+        Raises:
+            InputError: No ``path`` (or the FlexIndex's own), or the corrector's dimension is not the index's.
+            IndexExistsError: An index exists at ``path`` and ``overwrite`` is False.
+        """
         if path is None or Path(path).expanduser().absolute() == self.path.absolute():
             raise InputError(f"{self!r} is a read-only view of a pyterrier_dr FlexIndex: give refresh a path= where "
                              "the refreshed pt_dense index is written")
@@ -192,7 +266,23 @@ class FlexIndexView(DenseIndex):
         return self.to_dense_index(path, overwrite=overwrite).refresh(corrector, keep_fresh_sample=keep_fresh_sample)
 
     def to_dense_index(self, path: str | Path, *, overwrite: bool = False) -> DenseIndex:
-        """A pt_dense index at ``path`` with these vectors (hard-linked where the file system allows) and docnos."""
+        """A pt_dense index at ``path`` with these vectors (hard-linked where the file system allows) and docnos.
+
+        The new index takes the view's encoder record (if pt_dense exported the folder) and notes the FlexIndex it
+        came from; unlike the view, it can be added to, deleted from and refreshed.
+
+        Args:
+            path: Where the pt_dense index is written; not the FlexIndex folder.
+            overwrite: Replace an index already at ``path``.
+
+        Returns:
+            The new index.
+
+        Raises:
+            InputError: ``path`` is the FlexIndex folder, or a docno is empty or holds a line break.
+            IndexExistsError: An index exists at ``path`` and ``overwrite`` is False.
+            IndexReadOnlyError: This user may not write ``path``.
+        """
         target = DenseIndex(path)
         if target.path.absolute() == self.path.absolute():
             raise InputError(f"{path} is the FlexIndex itself: choose another path")
@@ -248,7 +338,24 @@ class FlexIndexView(DenseIndex):
 
 
 def open_flex(index) -> FlexIndexView:
-    """A pyterrier_dr FlexIndex (its folder, or the ``pyterrier_dr.FlexIndex`` object) as a read-only DenseIndex."""
+    """A pyterrier_dr FlexIndex (its folder, or the ``pyterrier_dr.FlexIndex`` object) as a read-only DenseIndex.
+
+    Args:
+        index: The FlexIndex folder, or a ``pyterrier_dr.FlexIndex`` (its ``index_path`` is used).
+
+    Returns:
+        The view, on which every pt_dense stage that reads an index runs.
+
+    Raises:
+        InputError: ``index`` is neither a path nor a FlexIndex object.
+        IndexFormatError: The folder is not a complete FlexIndex.
+
+    Example:
+        ::
+
+            view = ptd.index.open_flex("scifact.flex")
+            pipeline = enc.query_encoder() >> view.retriever(k=10)
+    """
     path = getattr(index, "index_path", index)
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"open_flex takes a FlexIndex folder or a pyterrier_dr.FlexIndex, not {type(index).__name__}")

@@ -279,7 +279,29 @@ RETRIEVER_KINDS: dict[str, type[DenseRetriever]] = {"flat": DenseRetriever, "hns
 
 
 def register_retriever_kind(name: str, retriever: type[DenseRetriever]) -> None:
-    """Make ``index.retriever(kind=name)`` build ``retriever(index, k=k, **params)``."""
+    """Make ``index.retriever(kind=name)`` build ``retriever(index, k=k, **params)``.
+
+    A later registration under the same name replaces the earlier one (``"flat"`` and ``"hnsw"`` included). Every
+    stage that takes ``kind=`` (PEFA-XS, the distributed search...) then knows the new kind too.
+
+    Args:
+        name: The kind's name.
+        retriever: A :class:`~pt_dense.index.retriever.DenseRetriever` subclass, usually one that overrides
+            :meth:`~pt_dense.index.retriever.DenseRetriever.search`; its constructor takes the index, ``k`` and
+            the kind's own keyword parameters.
+
+    Example:
+        ::
+
+            class MyRetriever(DenseRetriever):
+                kind = "mine"
+
+                def search(self, queries, k):
+                    ...  # (scores, rows), each (len(queries), k), best first
+
+            register_retriever_kind("mine", MyRetriever)
+            index.retriever(kind="mine")
+    """
     RETRIEVER_KINDS[name] = retriever
 
 

@@ -24,7 +24,17 @@ SHARD = re.compile(r"(\d+)-of-(\d+)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` (0 <= i < n), or ``"auto"``: this process's rank in ``torchrun`` (RANK and WORLD_SIZE)."""
+    """Read a ``--shard`` option: ``"i/n"`` (0 <= i < n), or ``"auto"`` for this process's rank under ``torchrun``.
+
+    Args:
+        text: ``"i/n"``, or ``"auto"`` (the ``RANK`` and ``WORLD_SIZE`` environment variables; 0 and 1 when unset).
+
+    Returns:
+        (i, n): this shard and the number of shards.
+
+    Raises:
+        InputError: ``text`` is neither ``"auto"`` nor ``i/n`` with 0 <= i < n.
+    """
     if text == "auto":
         return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
@@ -41,7 +51,35 @@ def shard_folder(out: str | Path, shard: int, shards: int) -> Path:
 def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, overwrite: bool = False,
                  batch_size: int | None = None, dtype: str = "float32") -> DenseIndex:
     """Encode shard ``shard`` of ``shards`` of ``data``'s corpus into ``<out>.shards/<shard>-of-<shards>`` (vectors
-    stored as ``dtype``; the merged index keeps it)."""
+    stored as ``dtype``; the merged index keeps it).
+
+    The shard holds the documents at corpus positions ``[shard*N//shards, (shard+1)*N//shards)`` of the N
+    documents; run every shard (in any processes or machines that share the folder), then :func:`merge_shards`.
+
+    Args:
+        data: A collection, or a name or folder for :func:`pt_dense.datasets.load`.
+        encoder: A pt_dense encoder, or a model name or folder to load one from.
+        out: The merged index's path; the shard goes in the folder ``<out>.shards`` beside it.
+        shard: This shard's number, from 0.
+        shards: The number of shards.
+        overwrite: Replace this shard if it exists already.
+        batch_size: The encoder's batch size when ``encoder`` is given by name.
+        dtype: How the vectors are stored: ``"float32"`` or ``"float16"``.
+
+    Returns:
+        The shard's DenseIndex.
+
+    Raises:
+        InputError: ``shard`` is not between 0 and ``shards - 1``.
+        IndexExistsError: The shard exists and ``overwrite`` is False.
+
+    Example:
+        ::
+
+            for i in range(4):  # or one process (machine, torchrun rank) each
+                encode_shard("scifact", "minilm", "scifact.ptd", i, 4)
+            merge_shards("scifact.ptd")
+    """
     if not 0 <= shard < shards:
         raise InputError(f"shard {shard} of {shards}: it must be between 0 and {shards - 1}")
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
@@ -78,7 +116,23 @@ def write_shard(documents: Iterable[dict], encoder, out: str | Path, shard: int,
 
 
 def merge_shards(out: str | Path, *, overwrite: bool = False) -> DenseIndex:
-    """One DenseIndex at ``out`` from the shards in ``<out>.shards`` (all of them, of one encoder and corpus)."""
+    """One DenseIndex at ``out`` from the shards in ``<out>.shards`` (all of them, of one encoder and corpus).
+
+    The shards are streamed in order, so the merged index has the docnos in corpus order, as a one-process build.
+    The shard folders are left in place.
+
+    Args:
+        out: The merged index's path (the one the shards were encoded for).
+        overwrite: Replace an index already at ``out``.
+
+    Returns:
+        The merged index.
+
+    Raises:
+        InputError: No shards, not one complete set of them, a shard that is not finished, or shards of different
+            encoders, dtypes or corpora.
+        IndexExistsError: An index exists at ``out`` and ``overwrite`` is False.
+    """
     out = Path(out)
     folder = out.with_name(out.name + ".shards")
     found = sorted((int(m.group(1)), int(m.group(2)), p) for p in folder.glob("*-of-*")
