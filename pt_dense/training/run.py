@@ -21,7 +21,22 @@ def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int =
                     lora: dict | None = None) -> BiEncoder:
     """``model`` ready to train ``adapter``: ``"lora"`` (with ``lora``, ``with_lora``'s settings), ``"prompts"`` or
     ``"none"`` (every weight). An encoder saved with an adapter goes on training that adapter; otherwise the
-    default is LoRA."""
+    default is LoRA.
+
+    Args:
+        model: A model name, hub id or folder (a folder saved with an adapter keeps it).
+        adapter: ``"lora"``, ``"prompts"`` or ``"none"``; None: the saved adapter, else LoRA.
+        prompt_length: Prompts per layer, for ``"prompts"``.
+        lora: ``with_lora``'s settings (``r``, ``alpha``, ``dropout``, ``targets``), for ``"lora"``.
+
+    Returns:
+        The encoder, ready to train.
+
+    Raises:
+        InputError: ``adapter`` is unknown, or differs from the adapter ``model`` was saved with.
+        PromptsUnsupportedError: ``"prompts"`` for a family that cannot take deep prompts.
+        UnknownModelError: ``model`` names no model.
+    """
     encoder = BiEncoder.from_pretrained(model)
     if not encoder.adapter.plain:
         if adapter not in (None, encoder.mode):
@@ -45,7 +60,37 @@ def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: s
     the settings that are not given.
 
     An existing ``out`` is refused unless ``overwrite`` (or ``resume``, which continues its checkpoints). The
-    ``seed`` covers every random draw, the adapter's initialisation included: one seed, identical weights."""
+    ``seed`` covers every random draw, the adapter's initialisation included: one seed, identical weights.
+
+    Args:
+        data: A collection, or a name or folder for :func:`pt_dense.datasets.load`.
+        out: The folder the trained encoder is saved to; checkpoints go to ``<out>.checkpoints`` unless
+            ``checkpoint_dir`` is given.
+        model: The model to start from (name, hub id or folder).
+        adapter: ``"lora"``, ``"prompts"`` or ``"none"`` (see :func:`adapted_encoder`); None: the recipe's, else
+            the saved adapter, else LoRA.
+        prompt_length: Prompts per layer, for ``"prompts"``.
+        split: The training split.
+        valid_split: A split to validate on (nDCG@10; needed for ``patience``).
+        negatives: The negative source (see :func:`fit`); None: the recipe's, else in-batch.
+        recipe: A recipe's name.
+        overwrite: Replace an existing ``out``.
+        seed: Seeds everything.
+        **settings: Any field of :class:`TrainConfig`.
+
+    Returns:
+        The trained encoder and the training history.
+
+    Raises:
+        InputError: ``out`` exists (without ``overwrite`` or ``resume``), an unknown split or recipe, or what
+            :func:`fit` refuses.
+        UnknownModelError: ``model`` names no model.
+
+    Example:
+        ::
+
+            encoder, history = train_collection("scifact", "scifact-lora", recipe="lora-all-linear")
+    """
     out = Path(out)
     if out.exists() and not (overwrite or settings.get("resume")):
         raise InputError(f"{out} already exists: pass overwrite=True (--overwrite) to replace it, or resume=True "
@@ -72,7 +117,30 @@ def pretrain_collection(data, out: str | Path, *, model: str = "minilm", adapter
                         prompt_length: int = 32, kinds: tuple[str, ...] = ("title", "span"),
                         max_docs: int | None = None, seed: int = 42, **settings) -> tuple[BiEncoder, dict]:
     """Intermediate pretraining of ``model`` on ``data``'s corpus alone (see ``training.pretrain``), saved to ``out``
-    with a ``pretraining.json`` record; returns (the encoder, the history)."""
+    with a ``pretraining.json`` record; returns (the encoder, the history).
+
+    Unlike :func:`train_collection`, an existing ``out`` is replaced.
+
+    Args:
+        data: A BEIR-format collection (titles are read apart), or its name or folder.
+        out: The folder the pretrained encoder is saved to (fine-tune it with ``train_collection(model=out)``).
+        model: The model to start from (name, hub id or folder).
+        adapter: ``"lora"``, ``"prompts"`` or ``"none"`` (see :func:`adapted_encoder`); None: the saved adapter,
+            else LoRA.
+        prompt_length: Prompts per layer, for ``"prompts"``.
+        kinds: The pseudo-queries: ``"title"`` (a document's title) and/or ``"span"`` (a random window of its body).
+        max_docs: Pretrain on a random sample of this many documents (None: all).
+        seed: Seeds everything.
+        **settings: Any field of :class:`TrainConfig`.
+
+    Returns:
+        The pretrained encoder and the training history.
+
+    Raises:
+        InputError: ``data`` has no ``records()`` (not a BEIR-format collection), an unknown kind, a corpus that
+            gives no pseudo-query, or what :func:`fit` refuses.
+        UnknownModelError: ``model`` names no model.
+    """
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
     if not hasattr(data, "records"):
         raise InputError("pretrain needs a BEIR-format folder or an embedded collection (titles are read apart)")

@@ -56,7 +56,16 @@ NEGATIVE_SOURCES: dict[str, Factory] = {
 
 
 def register_negative_source(name: str, factory: Factory) -> None:
-    """Make ``fit(negatives=name)`` (and ``pt-dense train --negatives name``) use ``factory``."""
+    """Make ``fit(negatives=name)`` (and ``pt-dense train --negatives name``) use ``factory``.
+
+    A later registration under the same name replaces the earlier one.
+
+    Args:
+        name: The name ``negatives=`` takes.
+        factory: ``factory(corpus, encoder, n, depth, **settings) -> NegativeSource``: the training corpus, the
+            encoder as training starts, negatives per query, pool depth, and the source's own settings (fit's
+            ``negative_settings``).
+    """
     NEGATIVE_SOURCES[name] = factory
 
 

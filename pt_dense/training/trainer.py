@@ -33,6 +33,44 @@ from pt_dense.training.validation import Validation, pool_ndcg
 
 @dataclass
 class TrainConfig:
+    """The settings of a training run: the keyword settings that :func:`fit` and ``BiEncoder.fit`` take.
+
+    Args:
+        epochs: Passes over the training queries (with ``steps``, as many as those steps need).
+        batch_size: Queries per micro-batch, over all processes (in-batch negatives); a step takes ``grad_accum``
+            micro-batches, and an epoch's ragged tail is dropped.
+        lr: The learning rate; None takes the adapter's default.
+        loss: A loss name registered with :func:`~pt_dense.training.register_loss` (``"contrastive"``,
+            ``"distill"``).
+        loss_settings: The loss's own settings (e.g. distill's ``teacher_temperature`` and ``weight``).
+        temperature: The loss's softmax temperature.
+        warmup_ratio: The fraction of the steps over which the learning rate warms up linearly; it then decays
+            linearly to 0.
+        weight_decay: AdamW's weight decay, on matrices only (not on biases or norms).
+        grad_accum: Micro-batches whose gradients make one step.
+        seed: Seeds every random draw: the order of each epoch, the positive each query uses, the negatives.
+        n_negatives: Hard negatives per query, for sources that give them.
+        negative_depth: The depth of the ranking that hard negatives are drawn from.
+        negative_settings: The negative source's own settings (e.g. the cache's ``sample`` and ``every``).
+        each_positive: Make every (query, judged positive) pair an example of each epoch; otherwise each query
+            contributes one of its positives per epoch, in turn.
+        query_max_length: Query tokens in training only (capped at the model's positions); the encoder keeps its
+            own length for inference.
+        doc_max_length: Document tokens in training only, as ``query_max_length``.
+        max_grad_norm: Gradients are clipped to this norm.
+        checkpoint_dir: Write checkpoints (weights, optimiser, scheduler and RNG states) there.
+        checkpoint_every: Steps between checkpoints; 0 writes one at the end of each epoch.
+        resume: Continue from the newest checkpoint in ``checkpoint_dir``, ending with the weights of an
+            uninterrupted run.
+        max_steps: Stop after this many steps (e.g. to test resuming); the schedule still spans the whole run.
+        steps: Train exactly this many steps (epochs repeat as needed); the schedule spans them.
+        valid_pool: Random corpus documents added to the validation topics' judged ones for the nDCG@10 score.
+        valid_every: Steps between validations; 0 validates after each epoch.
+        patience: > 0: stop after this many validations in a row without a better score, and keep the best weights.
+        interpolate: < 1: keep this fraction of the update at the end (WiSE-FT), in (0, 1].
+        progress: Show a progress bar.
+    """
+
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = None  # None: the adapter's default
@@ -62,7 +100,14 @@ class TrainConfig:
     progress: bool = True
 
     def make_loss(self) -> torch.nn.Module:
-        """The loss these settings name, built with its temperature and its own settings."""
+        """The loss these settings name, built with its temperature and its own settings.
+
+        Returns:
+            The loss module.
+
+        Raises:
+            InputError: No loss is registered under ``loss``, or it does not take these settings.
+        """
         return make_loss(self.loss, temperature=self.temperature, **self.loss_settings)
 
 
@@ -75,7 +120,42 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     better), after each epoch or every ``valid_every`` steps; with ``patience`` it also scores the start, stops when
     that many validations in a row did not beat the best, and ends with the best weights (early stopping).
     ``recipe`` (a name of ``training.recipes``) supplies the negatives and settings that are not given explicitly;
-    without one, ``negatives`` defaults to in-batch."""
+    without one, ``negatives`` defaults to in-batch.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its share of every batch and the gradients are
+    averaged, as with DDP. Judged documents missing from the corpus are skipped (and counted in a message).
+
+    Args:
+        encoder: A :class:`~pt_dense.BiEncoder` (plain, with LoRA or with prompts); its trainable weights change.
+        topics: ``qid, query``; queries without a judged positive in the corpus are left out.
+        qrels: ``qid, docno, label`` judgements; label > 0 is a positive.
+        corpus: The documents: a dataset, a list of ``{"docno", "text"}`` dicts or a docno -> text mapping (a
+            dataset for the sources that index it: ``bm25``, ``hybrid``, ``cache:*``...).
+        negatives: A name registered in ``NEGATIVE_SOURCES`` (``"in-batch"``, ``"bm25"``, ``"hybrid"``,
+            ``"cache:stale"``...), a :class:`~pt_dense.training.negatives.NegativeSource`, a PyTerrier retriever or
+            the path of a mined negatives file.
+        valid_topics: Validation queries, scored by nDCG@10 over a pool of documents.
+        valid_qrels: Their judgements.
+        validator: Instead of those, ``validator(encoder) -> float`` (higher is better).
+        recipe: A recipe or its name; the encoder's adapter must be the recipe's.
+        **settings: Any field of :class:`TrainConfig`.
+
+    Returns:
+        The history: ``loss`` per step, ``valid`` (each validation's score), ``step_seconds``, ``seconds``,
+        ``best`` (the best validation, None without one), ``optimizer_state_bytes`` and ``negatives`` (the
+        source's report).
+
+    Raises:
+        InputError: An unknown setting or out-of-range value, validation half given, ``patience`` without
+            validation, no topic with a positive in the corpus, no trainable parameters, a recipe whose adapter is
+            not the encoder's, unknown ``negatives``, or a loss that needs teacher scores from a source without them.
+
+    Example:
+        ::
+
+            enc = ptd.BiEncoder.from_pretrained("minilm").with_lora()
+            history = enc.fit(data.topics("train"), data.qrels("train"), corpus=data, epochs=1)
+    """
     if recipe is not None:
         recipe = get_recipe(recipe)
         recipe.check(encoder)

@@ -18,7 +18,16 @@ LOSSES: dict[str, type[nn.Module]] = {"contrastive": ContrastiveLoss, "distill":
 
 
 def register_loss(name: str, loss: type[nn.Module]) -> None:
-    """Make ``fit(loss=name)`` train with ``loss(**settings)``."""
+    """Make ``fit(loss=name)`` train with ``loss(**settings)``.
+
+    The trainer builds it as ``loss(temperature=..., **loss_settings)`` and calls it as ``loss_fn(queries, docs,
+    doc_ids=..., positives=...)`` (the arguments of ``ContrastiveLoss.forward``), plus ``teacher=`` scores when the
+    class sets ``needs_teacher = True``. A later registration under the same name replaces the earlier one.
+
+    Args:
+        name: The name ``fit(loss=...)`` and ``pt-dense train`` take.
+        loss: A ``torch.nn.Module`` class.
+    """
     LOSSES[name] = loss
 
 
