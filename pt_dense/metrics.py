@@ -16,18 +16,48 @@ MEASURE_NAMES = ("nDCG@10", "R@100", "AP")
 
 
 def measures(names: Sequence[str] = MEASURE_NAMES) -> dict[str, object]:
-    """ir_measures measures by the names used in tables and JSON."""
+    """ir_measures measures by the names used in tables and JSON.
+
+    Args:
+        names: ir_measures names (``"nDCG@10"``, ``"R@100"``, ``"AP"``...).
+
+    Returns:
+        Name -> parsed measure, in the order given.
+    """
     return {name: ir_measures.parse_measure(name) for name in names}
 
 
 def trec_qrels(qrels: pd.DataFrame) -> pd.DataFrame:
-    """Qrels with the dtypes ``pt.Experiment`` and ir_measures expect (string ids, integer labels)."""
+    """Qrels with the dtypes ``pt.Experiment`` and ir_measures expect (string ids, integer labels).
+
+    Args:
+        qrels: ``qid, docno, label`` judgements.
+
+    Returns:
+        A converted copy.
+    """
     return qrels.astype({"qid": str, "docno": str, "label": int})
 
 
 def exact_scores(queries: np.ndarray, qids, docs: np.ndarray, docnos, qrels: pd.DataFrame,
                  measure_names: Sequence[str] = ("nDCG@10", "R@100"), depth: int = 1000) -> dict[str, float]:
-    """Measures of exact dot-product retrieval (top ``depth``) of query vectors over document vectors in memory."""
+    """Measures of exact dot-product retrieval (top ``depth``) of query vectors over document vectors in memory.
+
+    No index is involved: the whole query x document score matrix is computed at once, so this suits a validation
+    pool or a small collection.
+
+    Args:
+        queries: Query vectors, one a row.
+        qids: The qid of each query vector.
+        docs: Document vectors, one a row.
+        docnos: The docno of each document vector.
+        qrels: ``qid, docno, label`` judgements.
+        measure_names: ir_measures names.
+        depth: Documents retrieved per query.
+
+    Returns:
+        Name -> the measure's mean over the queries.
+    """
     chosen = [ir_measures.parse_measure(name) for name in measure_names]
     scores = queries @ docs.T
     top = np.argsort(-scores, axis=1)[:, :depth]

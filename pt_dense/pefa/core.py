@@ -317,6 +317,18 @@ def drop_overlap(train_topics: pd.DataFrame, *held_out: pd.DataFrame) -> pd.Data
 
     Use it to build PEFA's memory when a collection repeats query texts across splits: the held-out side stays
     untouched, the training side gives the duplicates up.
+
+    Args:
+        train_topics: ``qid, query``: the queries meant for PEFA's memory.
+        held_out: One or more ``qid, query`` frames (validation, test...) that the memory must not contain.
+
+    Returns:
+        The kept rows of ``train_topics``, in their order. Texts are compared lower-cased with whitespace collapsed.
+
+    Example:
+        ::
+
+            memory = drop_overlap(data.topics("train"), data.topics("test"))
     """
     qids = set().union(*(set(t["qid"].astype(str)) for t in held_out))
     texts = set().union(*(set(t["query"].map(_normal)) for t in held_out))
@@ -338,7 +350,18 @@ def _label_matrix(qids: pd.Series, qrels: pd.DataFrame, index: DenseIndex) -> sp
 
 
 def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``matrix[rows[i], cols[i]]`` for every i, vectorised (scipy's element-wise fancy indexing is slow)."""
+    """``matrix[rows[i], cols[i]]`` for every i, vectorised (scipy's element-wise fancy indexing is slow).
+
+    PEFA reads its kNN scores of (query, candidate document) pairs this way.
+
+    Args:
+        matrix: A sparse matrix (converted to CSR; a CSR matrix gets its indices sorted in place).
+        rows: Row numbers.
+        cols: Column numbers, one per row number.
+
+    Returns:
+        The entries, 0 where the matrix stores none.
+    """
     matrix = matrix.tocsr()
     matrix.sort_indices()
     width = np.int64(matrix.shape[1])
