@@ -192,6 +192,9 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
     missing = {d for docs in positives.values() for d in docs} - set(texts)
     positives = {q: {d for d in docs if d in texts} for q, docs in positives.items()}
     topics = topics[topics["qid"].map(lambda q: bool(positives.get(q)))].reset_index(drop=True)
+    if len(topics) == 0:  # else every step would be empty: a run that changes nothing and says nothing
+        raise InputError("no training topic has a judged positive in the corpus: check that corpus= is the "
+                         "collection the qrels judge")
     source: NegativeSource = resolve(negatives, corpus, encoder, n=cfg.n_negatives, depth=cfg.negative_depth,
                                      **cfg.negative_settings)
     if getattr(loss_fn, "needs_teacher", False) and not hasattr(source, "teacher_scores"):
