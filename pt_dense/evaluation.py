@@ -137,7 +137,8 @@ def run(data, systems: Sequence[str], *, encoder=None, split: str = "test", bm25
     if json_path:
         write_json(json_path, payload)
     if png_path:
-        results_chart(table, png_path, title=title or f"{Path(str(data)).name} {split}")
+        name = Path(str(data)).name if isinstance(data, (str, Path)) else getattr(collection, "name", "collection")
+        results_chart(table, png_path, title=title or f"{name} {split}")  # not the repr of a collection object
     return table, payload
 
 
