@@ -343,3 +343,25 @@ def test_the_indexing_bar_ends_at_the_documents_indexed_and_never_passes_its_tot
     assert max(n for n, _ in bar.shown) == len(docs)
     assert all(n <= shown_total for n, shown_total in bar.shown if shown_total is not None)
     assert bar.total == len(docs)
+
+
+@pytest.mark.integration
+def test_lucene_dense_takes_relative_paths_from_any_working_folder(tmp_path, monkeypatch):
+    """Java resolves a relative path against the folder the JVM started in: the stage hands it absolute ones."""
+    from pt_dense.deploy import LuceneDense
+
+    model, tokenizer = tiny_bert()
+    encoder = BiEncoder(model, tokenizer, name="tiny", query_max_length=16, doc_max_length=32, batch_size=4)
+    index = DenseIndex(tmp_path / "index")
+    (encoder.doc_encoder() >> index.indexer(progress=False)).index(
+        [{"docno": f"d{i}", "text": " ".join(WORDS[i : i + 5])} for i in range(6)])
+    export.onnx(encoder, tmp_path / "onnx", sample_docs=["cat sat"], sample_queries=["cat"])
+    export.lucene(index, tmp_path / "lucene", kind="flat")
+    topics = pd.DataFrame({"qid": ["1"], "query": ["cat sat on mat"]})
+    monkeypatch.chdir(tmp_path)
+    stage = LuceneDense("lucene", "onnx", k=6)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the process moves on; the stage still finds its folders
+    assert stage.folder == tmp_path / "lucene" and stage.onnx_dir == tmp_path / "onnx"
+    exact = (encoder.query_encoder() >> index.retriever(k=6))(topics)
+    assert stage(topics)["docno"].tolist() == exact["docno"].tolist()

@@ -139,7 +139,9 @@ class _DeployedStage(pt.Transformer):
     """Shared checks: the ONNX export belongs to the encoder that built the deployed index."""
 
     def __init__(self, folder: str | Path, onnx_dir: str | Path, k: int):
-        self.folder, self.onnx_dir, self.k = Path(folder), Path(onnx_dir), k
+        # absolute: Java resolves a relative path against the folder the JVM started in, not this process's now
+        self.folder, self.onnx_dir = Path(folder).expanduser().absolute(), Path(onnx_dir).expanduser().absolute()
+        self.k = k
         meta_file = self.folder / META_NAME
         if not meta_file.exists():
             raise InputError(f"{self.folder} is not a pt_dense deployment (no {META_NAME})")
