@@ -143,11 +143,19 @@ def encode_on_ray(data, encoder, out: str | Path, *, actors: int = 2, block_size
 def _encode_blocks(ray, data, encoder, plan: BlockPlan, pending: list[int], pool: dict, progress: bool) -> None:
     """Run the pending blocks through a Ray Data pipeline (read tasks -> an actor pool), showing documents encoded
     as their blocks land."""
+    context = ray.data.DataContext.get_current()
+    before = context.target_max_block_size, context.enable_progress_bars, context.print_on_execution_start
+    context.enable_progress_bars = context.print_on_execution_start = False
+    context.target_max_block_size = 1  # each row (a whole corpus block) its own Ray block: spread over the actors
+    try:
+        _run_pipeline(ray, data, encoder, plan, pending, pool, progress)
+    finally:
+        context.target_max_block_size, context.enable_progress_bars, context.print_on_execution_start = before
+
+
+def _run_pipeline(ray, data, encoder, plan: BlockPlan, pending: list[int], pool: dict, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
     blocks = ray.data.read_datasource(corpus_blocks(data, [(b, *plan.range(b)) for b in pending]),
                                       override_num_blocks=min(pool["readers"], len(pending)), num_cpus=0)
     device = "cuda" if pool["num_gpus"] else None
