@@ -1,13 +1,17 @@
 """pt_dense.distributed on a local Ray cluster (2 CPUs, started once for this module): encoding equal to the
-one-process build, a killed actor costing a retry and nothing else, a failed run resumed, sharded exact search equal
-to the single index, sharded IVF within the single index's recall, lost shard actors, and Ray missing."""
+one-process build, a killed actor costing a retry and nothing else, a failed or killed driver resumed, sharded exact
+search equal to the single index, sharded IVF within the single index's recall, lost shard actors, and Ray missing."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +238,54 @@ def test_without_ray_the_options_say_how_to_install_it(monkeypatch, corpus, tmp_
     assert cli(["index", "--data", str(corpus), "--out", str(tmp_path / "x.ptd"), "--ray", "auto"]) == 2
     assert "pip install 'pt-dense[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "x.ptd").exists()
+
+
+KILLED_DRIVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import ray
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir={ray_dir!r})
+from conftest import tiny_bert
+from pt_dense import BiEncoder
+from pt_dense.distributed import encode_on_ray
+
+class Slow(BiEncoder):
+    def encode(self, texts, side, **kwargs):
+        time.sleep(0.3)  # long enough a run for the test to kill it between blocks
+        return super().encode(texts, side, **kwargs)
+
+encoder = Slow(*tiny_bert(), name="tiny", query_max_length=16, doc_max_length=32, batch_size=8)
+print("ready", flush=True)
+encode_on_ray({corpus!r}, encoder, {out!r}, actors=1, block_size=32, overwrite=True, progress=False)
+"""
+
+
+def test_a_killed_driver_leaves_the_destination_and_a_rerun_resumes(ray_cluster, tmp_path):
+    rng = random.Random(2)
+    docs = [{"docno": f"d{i}", "title": "", "text": " ".join(rng.choices(WORDS, k=8))} for i in range(256)]
+    folder = write_beir(tmp_path / "c", docs, [{"qid": "q", "query": "cat"}], {"test": [("q", "d1", 1)]})
+    out = build_index(folder, tiny(), tmp_path / "out.ptd")
+    before, blocks = out.meta["build_id"], tmp_path / "out.ptd.shards"
+    ray_dir = tempfile.mkdtemp(prefix="ptd-ray-")  # short: Ray's socket paths must fit 107 bytes
+    script = KILLED_DRIVER.format(tests=str(Path(__file__).parent), ray_dir=ray_dir, corpus=str(folder),
+                                  out=str(out.path))
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and sum(DenseIndex(p).built() for p in blocks.glob("*-of-*")) < 2:
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver (and the local cluster it started) dies mid-run
+        driver.wait()
+    finally:
+        subprocess.run(["pkill", "-9", "-f", ray_dir], check=False)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    assert DenseIndex(out.path).meta["build_id"] == before  # the destination is as it was
+    written = {p.name: DenseIndex(p).meta["build_id"] for p in blocks.glob("*-of-*") if DenseIndex(p).built()}
+    assert 2 <= len(written) < 8
+    index = encode_on_ray(folder, tiny(), out.path, actors=1, block_size=32, overwrite=True, keep_blocks=True,
+                          progress=False)
+    for name, build in written.items():  # the rerun kept the blocks the killed run had written
+        assert DenseIndex(blocks / name).meta["build_id"] == build
+    assert_same_index(index, build_index(folder, tiny(), tmp_path / "plain.ptd"))
