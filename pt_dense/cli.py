@@ -215,13 +215,20 @@ def _index(args) -> int:
                               gpus_per_actor=args.gpus_per_actor, overwrite=args.overwrite, dtype=args.dtype,
                               batch_size=args.batch_size, address=args.ray)
     elif args.shard:
-        index = encode_shard(args.data, args.model, args.out, *parse_shard(args.shard), overwrite=args.overwrite,
-                             batch_size=args.batch_size, dtype=args.dtype)
+        index = encode_shard(args.data, _encoder(args.model, args.batch_size), args.out, *parse_shard(args.shard),
+                             overwrite=args.overwrite, dtype=args.dtype)
     else:
-        index = build_index(args.data, args.model, args.out, overwrite=args.overwrite, batch_size=args.batch_size,
+        index = build_index(args.data, _encoder(args.model, args.batch_size), args.out, overwrite=args.overwrite,
                             dtype=args.dtype)
     print(f"{index.path}: {len(index)} vectors of dimension {index.dim} (encoder {index.fingerprint[:12]})")
     return 0
+
+
+def _encoder(name: str, batch_size: int | None = None):
+    """The encoder a model name or saved folder stands for (the library below the CLI takes objects)."""
+    from pt_dense.encoders.torch_encoder import TorchEncoder
+
+    return TorchEncoder.from_pretrained(str(name), **({"batch_size": batch_size} if batch_size else {}))
 
 
 def _merge(args) -> int:
@@ -235,7 +242,7 @@ def _merge(args) -> int:
 def _add(args) -> int:
     from pt_dense.index import add_documents
 
-    index = add_documents(args.index, args.docs, args.encoder, replace=args.replace)
+    index = add_documents(args.index, args.docs, _encoder(args.encoder), replace=args.replace)
     print(f"{index.path}: {index.live_count} documents ({index.generation.name})")
     return 0
 

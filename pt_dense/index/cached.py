@@ -13,25 +13,22 @@ from pathlib import Path
 import pandas as pd
 
 from pt_dense import datasets
-from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
 from pt_dense.io.cache import cache_dir, collection_key
 
 
-def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, batch_size: int | None = None,
-                dtype: str = "float32") -> DenseIndex:
+def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, dtype: str = "float32") -> DenseIndex:
     """Encode ``data``'s corpus with ``encoder`` into a new DenseIndex at ``path`` (refused if one exists there,
     unless ``overwrite``); the index records the collection, so a corrector can fetch the texts it re-encodes.
-    ``data`` and ``encoder`` may be given by name or path (what ``pt-dense index`` does); ``dtype="float16"`` stores
-    the vectors in half the bytes.
+    ``dtype="float16"`` stores the vectors in half the bytes.
 
     Args:
         data: A collection, or a name or folder for :func:`pt_dense.datasets.load`.
-        encoder: A pt_dense encoder, or a model name or folder to load one from.
+        encoder: A pt_dense encoder object (the index layer loads no model: ``pt-dense index`` turns a model name
+            into an encoder first).
         path: The index folder.
         overwrite: Replace an index already at ``path``.
-        batch_size: The encoder's batch size when ``encoder`` is given by name.
         dtype: How the vectors are stored: ``"float32"`` or ``"float16"``.
 
     Returns:
@@ -39,15 +36,15 @@ def build_index(data, encoder, path: str | Path, *, overwrite: bool = False, bat
 
     Raises:
         IndexExistsError: An index exists at ``path`` and ``overwrite`` is False (checked before encoding).
+        InputError: ``encoder`` is a name or path instead of an encoder.
 
     Example:
         ::
 
-            index = build_index("scifact", "minilm", "scifact.ptd")
+            index = build_index("scifact", ptd.BiEncoder.from_pretrained("minilm"), "scifact.ptd")
     """
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
-    if isinstance(encoder, (str, Path)):
-        encoder = TorchEncoder.from_pretrained(str(encoder), **({"batch_size": batch_size} if batch_size else {}))
+    require_encoder(encoder, "build_index")
     index = DenseIndex(path)
     corpus = data.corpus_iter()
     total = len(corpus) if hasattr(corpus, "__len__") else None
@@ -64,7 +61,7 @@ def add_documents(index: DenseIndex | str | Path, documents, encoder, *, replace
         index: A DenseIndex or its folder.
         documents: A collection, a name or folder for :func:`pt_dense.datasets.load`, or ``{"docno", "text"}``
             records.
-        encoder: The encoder the index was built with, or a model name or folder to load it from.
+        encoder: The encoder the index was built with (an object; ``pt-dense add`` loads it by name first).
         replace: Replace documents the index holds already (an update) instead of refusing them.
 
     Returns:
@@ -72,16 +69,31 @@ def add_documents(index: DenseIndex | str | Path, documents, encoder, *, replace
 
     Raises:
         EncoderMismatchError: ``encoder`` is not one the index stands for.
-        InputError: No documents, or (without ``replace``) a docno the index holds already.
+        InputError: No documents, (without ``replace``) a docno the index holds already, or ``encoder`` given as a
+            name or path.
     """
     index = index if isinstance(index, DenseIndex) else DenseIndex(index)
-    if isinstance(encoder, (str, Path)):
-        encoder = TorchEncoder.from_pretrained(str(encoder))
+    require_encoder(encoder, "add_documents")
     index.check_encoder(encoder.fingerprint, what="the encoder given to add documents")
     documents = datasets.load(documents) if isinstance(documents, (str, Path)) else documents
     records = list(documents.corpus_iter() if hasattr(documents, "corpus_iter") else documents)
     frame = encoder.doc_encoder()(pd.DataFrame(records, columns=["docno", "text"]))
     return index.update(frame) if replace else index.add(frame)
+
+
+def require_encoder(encoder, where: str) -> None:
+    """Refuse a model name or path where an encoder object is needed: the index layer loads no model (and no torch).
+
+    Args:
+        encoder: What the caller gave.
+        where: The function it was given to, for the message.
+
+    Raises:
+        InputError: ``encoder`` is a string or a path, or has no ``doc_encoder``.
+    """
+    if isinstance(encoder, (str, Path)) or not hasattr(encoder, "doc_encoder"):
+        raise InputError(f"{where} takes an encoder object, not {encoder!r}: load it first, e.g. "
+                         f"ptd.BiEncoder.from_pretrained({str(encoder)!r})")
 
 
 def delete_documents(index: DenseIndex | str | Path, docnos: str | Iterable[str] = (),

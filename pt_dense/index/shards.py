@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pt_dense import datasets
 from pt_dense.encoders.stages import ENCODER_KEY
-from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
+from pt_dense.index.cached import require_encoder
 from pt_dense.index.dense_index import DenseIndex
 
 SHARD = re.compile(r"(\d+)-of-(\d+)")
@@ -49,7 +49,7 @@ def shard_folder(out: str | Path, shard: int, shards: int) -> Path:
 
 
 def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, overwrite: bool = False,
-                 batch_size: int | None = None, dtype: str = "float32") -> DenseIndex:
+                 dtype: str = "float32") -> DenseIndex:
     """Encode shard ``shard`` of ``shards`` of ``data``'s corpus into ``<out>.shards/<shard>-of-<shards>`` (vectors
     stored as ``dtype``; the merged index keeps it).
 
@@ -58,33 +58,31 @@ def encode_shard(data, encoder, out: str | Path, shard: int, shards: int, *, ove
 
     Args:
         data: A collection, or a name or folder for :func:`pt_dense.datasets.load`.
-        encoder: A pt_dense encoder, or a model name or folder to load one from.
+        encoder: A pt_dense encoder object (``pt-dense index --shard`` loads it by name first).
         out: The merged index's path; the shard goes in the folder ``<out>.shards`` beside it.
         shard: This shard's number, from 0.
         shards: The number of shards.
         overwrite: Replace this shard if it exists already.
-        batch_size: The encoder's batch size when ``encoder`` is given by name.
         dtype: How the vectors are stored: ``"float32"`` or ``"float16"``.
 
     Returns:
         The shard's DenseIndex.
 
     Raises:
-        InputError: ``shard`` is not between 0 and ``shards - 1``.
+        InputError: ``shard`` is not between 0 and ``shards - 1``, or ``encoder`` is a name or path.
         IndexExistsError: The shard exists and ``overwrite`` is False.
 
     Example:
         ::
 
             for i in range(4):  # or one process (machine, torchrun rank) each
-                encode_shard("scifact", "minilm", "scifact.ptd", i, 4)
+                encode_shard("scifact", encoder, "scifact.ptd", i, 4)
             merge_shards("scifact.ptd")
     """
     if not 0 <= shard < shards:
         raise InputError(f"shard {shard} of {shards}: it must be between 0 and {shards - 1}")
     data = datasets.load(data) if isinstance(data, (str, Path)) else data
-    if isinstance(encoder, (str, Path)):
-        encoder = TorchEncoder.from_pretrained(str(encoder), **({"batch_size": batch_size} if batch_size else {}))
+    require_encoder(encoder, "encode_shard")
     corpus = data.corpus_iter()
     count = len(corpus) if hasattr(corpus, "__len__") else sum(1 for _ in data.corpus_iter())
     start, stop = shard * count // shards, (shard + 1) * count // shards
