@@ -18,7 +18,7 @@ _EXPORTS = {
     "DenseIndex": "pt_dense.index.dense_index",
     "BM25": "pt_dense.bm25",
     "OnnxEncoder": "pt_dense.encoders.onnx_encoder",
-    "PEFA": "pt_dense.pefa.core",
+    "PEFA": "pt_dense.pefa.api",
     "Corrector": "pt_dense.corrector",
     "CachedNegatives": "pt_dense.training.cached",
     "CorrectedNegatives": "pt_dense.training.cached",
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     )
     from pt_dense.fusion import linear_fusion, rrf
     from pt_dense.index.dense_index import DenseIndex
-    from pt_dense.pefa.core import PEFA
+    from pt_dense.pefa.api import PEFA
     from pt_dense.training.biencoder import BiEncoder
     from pt_dense.training.cached import CachedNegatives, CorrectedNegatives
 

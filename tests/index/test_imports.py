@@ -28,7 +28,7 @@ def test_importing_the_index_loads_no_transformers():
     lambda tmp: encode_shard([], "minilm", tmp / "b.ptd", 0, 2),
 ])
 def test_an_encoder_given_by_name_is_refused_with_the_fix(tmp_path, call):
-    with pytest.raises(InputError, match="encoder object.*from_pretrained"):
+    with pytest.raises(InputError, match=r"encoder object.*from_pretrained"):
         call(tmp_path)
 
 
