@@ -9,9 +9,13 @@ import os
 import sys
 from pathlib import Path
 
+from pt_dense.encoders.adapters import ADAPTERS, ALIASES
 from pt_dense.encoders.precision import PRECISION_ENV, PRECISIONS
 from pt_dense.errors import InputError, PtDenseError
 from pt_dense.scaling.config import GridConfig
+from pt_dense.training.losses import LOSSES
+from pt_dense.training.recipes import RECIPES
+from pt_dense.training.source_table import NEGATIVE_SOURCES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,16 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--split", default="train")
     tr.add_argument("--valid-split", help="split for validation nDCG@10 after each epoch (e.g. dev)")
     tr.add_argument("--model", default="minilm", help="base model: packaged short name, local HF folder or hub id")
-    tr.add_argument("--recipe", help="a named recipe (adapter, negatives and settings; flags given explicitly win): "
-                                     "full-dense-negatives (the best dense one), lora-all-linear, full-distill; see "
-                                     "pt_dense.training.recipes")
+    tr.add_argument("--recipe", choices=sorted(RECIPES),
+                    help="a named recipe (adapter, negatives and settings; flags given explicitly win): "
+                         f"{', '.join(sorted(RECIPES))}; see pt_dense.training.recipes")
     _add_adapter_args(tr)
     tr.add_argument("--negatives",
-                    help="in-batch (default), bm25, unified, hybrid (BM25 + dense fusion, scores for --loss "
-                         "distill), a mined negatives file, or cache:stale|corrected|reencode (from the collection's "
-                         "dense index under the starting encoder, refreshed each epoch)")
+                    help=f"a registered source: {', '.join(NEGATIVE_SOURCES)} (default in-batch; hybrid: BM25 + dense "
+                         "fusion, whose scores --loss distill reads; cache:*: the collection's dense index under the "
+                         "starting encoder, refreshed each epoch), or a mined negatives file")
     tr.add_argument("--n-negatives", type=_positive_int, help="hard negatives per query (default 1)")
-    tr.add_argument("--loss", help="contrastive (default) or distill (contrastive + KL to --negatives hybrid's scores)")
+    tr.add_argument("--loss", choices=LOSSES.choices(),
+                    help="contrastive (default), distill (contrastive + KL to --negatives hybrid's scores), or "
+                         "another registered loss")
     tr.add_argument("--cache-sample", type=_fraction, default=0.05,
                     help="cache:corrected: share re-encoded per refresh")
     tr.add_argument("--cache-every", type=_positive_int, help="cache:*: refresh every N steps (default: each epoch)")
@@ -288,9 +294,9 @@ def _train(args) -> int:
 
 
 def _add_adapter_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapter", choices=["lora", "prompts", "none"],
-                        help="what trains: a LoRA adapter, deep prompts, or every weight (none); default: lora, or "
-                             "the adapter --model already has (a folder saved by train or pretrain)")
+    parser.add_argument("--adapter", choices=[*ADAPTERS, *ALIASES],
+                        help=f"what trains ({', '.join(ADAPTERS)}; full, or none, trains every weight); default: "
+                             "lora, or the adapter --model already has (a folder saved by train or pretrain)")
     parser.add_argument("--prompt-length", type=_positive_int, default=32,
                         help="prompts per layer with --adapter prompts")
 

@@ -12,7 +12,6 @@ DenseIndex), ``package`` (either, as a PyTerrier artifact package).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from pt_dense import datasets
@@ -24,20 +23,27 @@ from pt_dense.encoders.torch_encoder import TorchEncoder
 from pt_dense.errors import InputError
 from pt_dense.index.cached import cached_index
 from pt_dense.index.dense_index import DenseIndex
+from pt_dense.registry import GROUPS, ExportTarget, Registry
 
-#: Export targets by name, each called as ``target(source, out_dir, **settings)`` and returning the output folder.
-TARGETS: dict[str, Callable[..., Path]] = {"onnx": onnx, "pyserini_faiss": pyserini_faiss, "lucene": lucene,
-                                           "flex": flex, "package": package}
+#: Export targets by name, each called as ``target(source, out_dir, **settings)`` and returning the output folder;
+#: another package adds one with an entry point in the ``pt_dense.export_targets`` group.
+TARGETS: Registry[ExportTarget] = Registry("export target", GROUPS["export target"])
+for _name, _target in {"onnx": onnx, "pyserini_faiss": pyserini_faiss, "lucene": lucene, "flex": flex,
+                       "package": package}.items():
+    TARGETS.register(_name, _target)
 
 
-def register_target(name: str, target: Callable[..., Path]) -> None:
+def register_target(name: str, target: ExportTarget) -> None:
     """Make ``export.to(name, ...)`` call ``target(source, out_dir, **settings)``.
 
     Args:
         name: The target's name.
         target: The export function; it returns the path it wrote.
+
+    Raises:
+        InputError: ``name`` is registered already.
     """
-    TARGETS[name] = target
+    TARGETS.register(name, target)
 
 
 def to(target: str, source, out_dir: str | Path, **settings) -> Path:
@@ -59,8 +65,6 @@ def to(target: str, source, out_dir: str | Path, **settings) -> Path:
 
         ptd.export.to("onnx", enc, "out/model", quantize="int8")
     """
-    if target not in TARGETS:
-        raise InputError(f"unknown export target {target!r}; registered: {sorted(TARGETS)}")
     return TARGETS[target](source, out_dir, **settings)
 
 

@@ -69,13 +69,15 @@ def test_fit_reads_losses_and_negative_sources_from_their_tables(tiny_encoder, m
         resolve("nope", DOCS)
 
 
-def test_register_functions_extend_the_tables(monkeypatch):
+def test_register_functions_extend_the_tables(request):
     for table, register, name, value in [(LOSSES, register_loss, "x-loss", CountingLoss),
                                          (NEGATIVE_SOURCES, register_negative_source, "x-neg", lambda *a, **k: None),
                                          (export.TARGETS, export.register_target, "x-target", lambda *a, **k: None)]:
-        monkeypatch.setitem(table, name, table.get(name))  # restored afterwards
         register(name, value)
+        request.addfinalizer(lambda table=table, name=name: table.unregister(name))  # restored afterwards
         assert table[name] is value
+        with pytest.raises(InputError, match="registered twice"):
+            register(name, value)
 
 
 def test_export_targets_by_name(tmp_path, monkeypatch):
@@ -99,14 +101,14 @@ class ReversedRetriever(DenseRetriever):
         return np.take_along_axis(scores, rows, axis=1), rows
 
 
-def test_retriever_kinds_are_a_table(tmp_path, monkeypatch):
+def test_retriever_kinds_are_a_table(tmp_path, request):
     from pt_dense.index.retriever import RETRIEVER_KINDS
 
     index = DenseIndex(tmp_path / "idx")
     vectors = np.eye(4, dtype=np.float32)
     index.indexer(progress=False).index({"docno": f"d{i}", "doc_vec": v} for i, v in enumerate(vectors))
-    monkeypatch.setitem(RETRIEVER_KINDS, "reversed", None)
     register_retriever_kind("reversed", ReversedRetriever)
+    request.addfinalizer(lambda: RETRIEVER_KINDS.unregister("reversed"))
     query = pd.DataFrame({"qid": ["1"], "query_vec": [np.array([1, 0.5, 0.25, 0], np.float32)]})
     assert index.retriever(k=4)(query)["docno"].tolist() == ["d0", "d1", "d2", "d3"]
     assert index.retriever(k=2, kind="reversed")(query)["docno"].tolist() == ["d3", "d2"]

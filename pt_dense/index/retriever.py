@@ -16,6 +16,7 @@ from pt_dense.index.faiss_kinds import EF_MAX, HNSW_M, check_int, parse_factory
 from pt_dense.index.structures import factory_index, hnsw_graph, search_with
 from pt_dense.io.frames import take_rows
 from pt_dense.io.validation import require_columns, stack_vectors
+from pt_dense.registry import GROUPS, Registry
 
 if TYPE_CHECKING:
     from pt_dense.index.dense_index import DenseIndex
@@ -273,16 +274,17 @@ def results_frame(inp: pd.DataFrame, scores: np.ndarray, rows: np.ndarray, docno
 
 
 #: retriever kinds by name: ``index.retriever(kind=...)`` looks here (any other kind is read as a FAISS factory
-#: string); a new kind extends the table with :func:`register_retriever_kind`, and every stage that takes ``kind=``
-#: gets it
-RETRIEVER_KINDS: dict[str, type[DenseRetriever]] = {"flat": DenseRetriever, "hnsw": HnswRetriever}
+#: string); a new kind extends the table with :func:`register_retriever_kind` or an entry point in the
+#: ``pt_dense.retriever_kinds`` group, and every stage that takes ``kind=`` gets it
+RETRIEVER_KINDS: Registry[type[DenseRetriever]] = Registry("retriever kind", GROUPS["retriever kind"])
+RETRIEVER_KINDS.register("flat", DenseRetriever)
+RETRIEVER_KINDS.register("hnsw", HnswRetriever)
 
 
 def register_retriever_kind(name: str, retriever: type[DenseRetriever]) -> None:
     """Make ``index.retriever(kind=name)`` build ``retriever(index, k=k, **params)``.
 
-    A later registration under the same name replaces the earlier one (``"flat"`` and ``"hnsw"`` included). Every
-    stage that takes ``kind=`` (PEFA-XS, the distributed search...) then knows the new kind too.
+    Every stage that takes ``kind=`` (PEFA-XS, the distributed search...) then knows the new kind too.
 
     Args:
         name: The kind's name.
@@ -301,8 +303,11 @@ def register_retriever_kind(name: str, retriever: type[DenseRetriever]) -> None:
 
             register_retriever_kind("mine", MyRetriever)
             index.retriever(kind="mine")
+
+    Raises:
+        InputError: ``name`` is registered already.
     """
-    RETRIEVER_KINDS[name] = retriever
+    RETRIEVER_KINDS.register(name, retriever)
 
 
 def make_retriever(index: DenseIndex, k: int, kind: str, **params) -> DenseRetriever:
@@ -314,14 +319,14 @@ def make_retriever(index: DenseIndex, k: int, kind: str, **params) -> DenseRetri
             does not take, or a value out of its range.
     """
     if not isinstance(kind, str):
-        raise InputError(f"kind must be a string: one of {sorted(RETRIEVER_KINDS)} or a FAISS factory string "
+        raise InputError(f"kind must be a string: one of {RETRIEVER_KINDS.choices()} or a FAISS factory string "
                          f"(e.g. 'IVF4096,PQ48'), not {kind!r}")
     k = check_int("k", k, 1)
     if kind not in RETRIEVER_KINDS:
         try:
             parse_factory(kind)
         except InputError as err:
-            raise InputError(f"unknown retriever kind {kind!r}; choose one of {sorted(RETRIEVER_KINDS)} or a FAISS "
+            raise InputError(f"unknown retriever kind {kind!r}; choose one of {RETRIEVER_KINDS.choices()} or a FAISS "
                              f"factory string. {err}") from err
     retriever = RETRIEVER_KINDS.get(kind)
     try:

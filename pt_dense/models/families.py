@@ -3,7 +3,8 @@
 A family says how its encoder is pooled by default, which tokens frame a sequence, where LoRA goes, where the layer
 stack is (scaling-law truncation), whether and how deep prompts reach its attention, and how far its positions go.
 :class:`~pt_dense.encoders.torch_encoder.TorchEncoder`, the adapters, the ONNX export (its ``config.json``) and
-the Java bridge read it; nothing model-specific is written anywhere else. Register more with :func:`register_family`.
+the Java bridge read it; nothing model-specific is written anywhere else. Register more with :func:`register_family`
+or, from another package, an entry point in the ``pt_dense.families`` group naming a ModelFamily object.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pt_dense.errors import InputError, PromptsUnsupportedError
+from pt_dense.registry import GROUPS, Registry
 
 Pooling = Literal["mean", "cls", "last"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "last")
@@ -176,21 +178,28 @@ def _is_module_list(value: Any) -> bool:
 _BERT_LIKE = {"lora_targets": ("query", "value"), "layers": "encoder.layer"}
 _ROBERTA_LIKE = {**_BERT_LIKE, "special_tokens": ("<s>", "</s>"), "positions_after_padding": True}
 
-#: families by model_type
-FAMILIES: dict[str, ModelFamily] = {}
+#: families by name (each covers its ``model_types``); third parties add theirs under ``pt_dense.families``
+FAMILIES: Registry[ModelFamily] = Registry("family", GROUPS["family"])
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
-    """Make ``family`` the spec of each of its ``model_types`` (a later registration replaces an earlier one).
+    """Make ``family`` the spec of each of its ``model_types``.
 
     Args:
         family: The family to register.
 
     Returns:
         ``family`` itself.
+
+    Raises:
+        InputError: Its name is registered already, or another family covers one of its ``model_types``.
     """
-    for model_type in family.model_types:
-        FAMILIES[model_type] = family
+    for other in FAMILIES.values():
+        taken = set(other.model_types) & set(family.model_types)
+        if taken and other.name != family.name:
+            raise InputError(f"family {family.name!r} covers model_type {sorted(taken)}, which family "
+                             f"{other.name!r} covers already; unregister that one first (FAMILIES.unregister)")
+    FAMILIES.register(family.name, family)
     return family
 
 
@@ -203,7 +212,7 @@ for _family in (
                 prompt_argument=None, positions_after_padding=True),
     ModelFamily("modernbert", ("modernbert",), ("Wqkv",), "layers", pooling="cls", prompt_argument=None),
 ):
-    register_family(_family)
+    FAMILIES.register(_family.name, _family)  # distinct model_types, checked by tests/test_registry.py
 
 _WARNED: set[str] = set()
 
@@ -222,9 +231,9 @@ def family_for(config_or_model: Any) -> ModelFamily:
     """
     config = getattr(config_or_model, "config", config_or_model)
     model_type = str(getattr(config, "model_type", "") or "unknown")
-    family = FAMILIES.get(model_type)
-    if family is not None:
-        return family
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
     if model_type not in _WARNED:
         _WARNED.add(model_type)
         warnings.warn(f"pt_dense has no ModelFamily for model_type {model_type!r}: LoRA targets come from peft's own "

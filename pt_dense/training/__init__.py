@@ -10,7 +10,7 @@ from pt_dense.io.lazy import lazy_exports
 
 _EXPORTS = {
     "BiEncoder": ".biencoder", "fit": ".trainer", "TrainConfig": ".trainer", "LOSSES": ".losses",
-    "register_loss": ".losses", "NEGATIVE_SOURCES": ".sources", "register_negative_source": ".sources",
+    "register_loss": ".losses", "NEGATIVE_SOURCES": ".source_table", "register_negative_source": ".source_table",
     "CachedNegatives": ".cached", "CorrectedNegatives": ".cached", "pretrain": ".pretrain",
     "train_collection": ".run", "pretrain_collection": ".run", "adapted_encoder": ".run",
 }

@@ -9,23 +9,24 @@ from pathlib import Path
 import torch
 
 from pt_dense import datasets
+from pt_dense.encoders.adapters import ADAPTERS, adapter_kind
 from pt_dense.errors import InputError
 from pt_dense.training.biencoder import BiEncoder
 from pt_dense.training.pretrain import pretrain
-from pt_dense.training.recipes import ADAPTERS, get_recipe
-
-ADAPTER_CHOICES = tuple(ADAPTERS)  # lora, prompts, none
+from pt_dense.training.recipes import get_recipe
 
 
 def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int = 32,
                     lora: dict | None = None) -> BiEncoder:
     """``model`` ready to train ``adapter``: ``"lora"`` (with ``lora``, ``with_lora``'s settings), ``"prompts"`` or
-    ``"none"`` (every weight). An encoder saved with an adapter goes on training that adapter; otherwise the
+    ``"full"`` (every weight; ``"none"`` too), or another kind registered in ``ADAPTERS`` (built with no
+    settings). An encoder saved with an adapter goes on training that adapter; otherwise the
     default is LoRA.
 
     Args:
         model: A model name, hub id or folder (a folder saved with an adapter keeps it).
-        adapter: ``"lora"``, ``"prompts"`` or ``"none"``; None: the saved adapter, else LoRA.
+        adapter: A name of ``pt_dense.encoders.adapters.ADAPTERS`` (``"lora"``, ``"prompts"``, ``"full"``, or
+            ``"none"`` for ``"full"``); None: the saved adapter, else LoRA.
         prompt_length: Prompts per layer, for ``"prompts"``.
         lora: ``with_lora``'s settings (``r``, ``alpha``, ``dropout``, ``targets``), for ``"lora"``.
 
@@ -37,18 +38,16 @@ def adapted_encoder(model: str, adapter: str | None = None, prompt_length: int =
         PromptsUnsupportedError: ``"prompts"`` for a family that cannot take deep prompts.
         UnknownModelError: ``model`` names no model.
     """
+    adapter = adapter_kind(adapter) if adapter is not None else None
     encoder = BiEncoder.from_pretrained(model)
     if not encoder.adapter.plain:
         if adapter not in (None, encoder.mode):
             raise InputError(f"{model} already carries a {encoder.mode} adapter; drop --adapter {adapter} "
                              "to go on training it")
         return encoder
-    adapter = adapter or "lora"
-    if adapter not in ADAPTER_CHOICES:
-        raise InputError(f"adapter must be one of {ADAPTER_CHOICES}, not {adapter!r}")
-    if adapter == "lora":
-        return encoder.with_lora(**(lora or {}))
-    return encoder.with_prompts(length=prompt_length) if adapter == "prompts" else encoder
+    kind = ADAPTERS[adapter or "lora"]
+    settings = {"lora": lora or {}, "prompts": {"length": prompt_length}}.get(kind.name, {})
+    return encoder if kind.plain else encoder.with_adapter(kind(**settings))
 
 
 def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: str | None = None,
@@ -67,7 +66,7 @@ def train_collection(data, out: str | Path, *, model: str = "minilm", adapter: s
         out: The folder the trained encoder is saved to; checkpoints go to ``<out>.checkpoints`` unless
             ``checkpoint_dir`` is given.
         model: The model to start from (name, hub id or folder).
-        adapter: ``"lora"``, ``"prompts"`` or ``"none"`` (see :func:`adapted_encoder`); None: the recipe's, else
+        adapter: ``"lora"``, ``"prompts"`` or ``"full"`` (see :func:`adapted_encoder`); None: the recipe's, else
             the saved adapter, else LoRA.
         prompt_length: Prompts per layer, for ``"prompts"``.
         split: The training split.
@@ -125,7 +124,7 @@ def pretrain_collection(data, out: str | Path, *, model: str = "minilm", adapter
         data: A BEIR-format collection (titles are read apart), or its name or folder.
         out: The folder the pretrained encoder is saved to (fine-tune it with ``train_collection(model=out)``).
         model: The model to start from (name, hub id or folder).
-        adapter: ``"lora"``, ``"prompts"`` or ``"none"`` (see :func:`adapted_encoder`); None: the saved adapter,
+        adapter: ``"lora"``, ``"prompts"`` or ``"full"`` (see :func:`adapted_encoder`); None: the saved adapter,
             else LoRA.
         prompt_length: Prompts per layer, for ``"prompts"``.
         kinds: The pseudo-queries: ``"title"`` (a document's title) and/or ``"span"`` (a random window of its body).

@@ -1,4 +1,4 @@
-"""Negative sources by name: the one table that ``fit(negatives=...)`` and ``pt-dense train --negatives`` read.
+"""The built-in negative sources (their names are in :mod:`pt_dense.training.source_table`), and :func:`resolve`.
 
 A factory takes ``(corpus, encoder, n, depth, **settings)`` (the training corpus, the encoder as training starts,
 negatives per query, pool depth, and the source's own settings) and returns a
@@ -16,7 +16,7 @@ import pyterrier as pt
 from pt_dense.bm25 import BM25
 from pt_dense.errors import InputError
 from pt_dense.index.cached import cached_index
-from pt_dense.training.cached import POLICIES, CachedNegatives
+from pt_dense.training.cached import CachedNegatives
 from pt_dense.training.negatives import (
     FileNegatives,
     HybridTeacher,
@@ -25,6 +25,7 @@ from pt_dense.training.negatives import (
     RetrieverNegatives,
     UnifiedNegatives,
 )
+from pt_dense.training.source_table import NEGATIVE_SOURCES, register_negative_source
 
 Factory = Callable[..., NegativeSource]
 
@@ -45,33 +46,33 @@ def _cache(policy: str) -> Factory:
     return factory
 
 
-NEGATIVE_SOURCES: dict[str, Factory] = {
-    "in-batch": lambda corpus, encoder, n, depth, **_: InBatch(),
-    "bm25": lambda corpus, encoder, n, depth, **_: RetrieverNegatives(
-        BM25(_dataset(corpus, "bm25"), num_results=depth + 20), n=n, depth=depth),
-    "unified": lambda corpus, encoder, n, depth, **_: UnifiedNegatives(_dataset(corpus, "unified"), n=n, depth=depth),
-    "hybrid": lambda corpus, encoder, n, depth, **_: HybridTeacher(_dataset(corpus, "hybrid"), n=n, depth=depth),
-    **{f"cache:{policy}": _cache(policy) for policy in POLICIES},
-}
+def in_batch(corpus, encoder, n, depth, **_) -> NegativeSource:
+    """No hard negatives: every other query's documents in the batch."""
+    return InBatch()
 
 
-def register_negative_source(name: str, factory: Factory) -> None:
-    """Make ``fit(negatives=name)`` (and ``pt-dense train --negatives name``) use ``factory``.
+def bm25(corpus, encoder, n, depth, **_) -> NegativeSource:
+    """Hard negatives from BM25 over ``corpus``."""
+    return RetrieverNegatives(BM25(_dataset(corpus, "bm25"), num_results=depth + 20), n=n, depth=depth)
 
-    A later registration under the same name replaces the earlier one.
 
-    Args:
-        name: The name ``negatives=`` takes.
-        factory: ``factory(corpus, encoder, n, depth, **settings) -> NegativeSource``: the training corpus, the
-            encoder as training starts, negatives per query, pool depth, and the source's own settings (fit's
-            ``negative_settings``).
-    """
-    NEGATIVE_SOURCES[name] = factory
+def unified(corpus, encoder, n, depth, **_) -> NegativeSource:
+    """Hard negatives from BM25 and the dense index of ``corpus`` together."""
+    return UnifiedNegatives(_dataset(corpus, "unified"), n=n, depth=depth)
+
+
+def hybrid(corpus, encoder, n, depth, **_) -> NegativeSource:
+    """Hard negatives from the BM25 + dense fusion, whose scores also teach (``loss="distill"``)."""
+    return HybridTeacher(_dataset(corpus, "hybrid"), n=n, depth=depth)
+
+
+cache_stale, cache_corrected, cache_reencode = _cache("stale"), _cache("corrected"), _cache("reencode")
 
 
 def resolve(negatives, corpus=None, encoder=None, n: int = 1, depth: int = 100, **settings) -> NegativeSource:
     """Turn ``fit``'s ``negatives=`` argument into a NegativeSource: a registered name (see
-    :data:`NEGATIVE_SOURCES`), a NegativeSource, a PyTerrier retriever, or the path of a mined file."""
+    :data:`~pt_dense.training.source_table.NEGATIVE_SOURCES`), a NegativeSource, a PyTerrier retriever, or the path
+    of a mined file."""
     if isinstance(negatives, NegativeSource):
         return negatives
     if negatives is None:
@@ -82,5 +83,9 @@ def resolve(negatives, corpus=None, encoder=None, n: int = 1, depth: int = 100, 
         return RetrieverNegatives(negatives, n=n, depth=depth)
     if isinstance(negatives, (str, Path)) and Path(negatives).exists():
         return FileNegatives(negatives, n=n, depth=depth)
-    raise InputError(f"unknown negatives {negatives!r}: use one of {sorted(NEGATIVE_SOURCES)}, a PyTerrier "
+    raise InputError(f"unknown negatives {negatives!r}: use one of {NEGATIVE_SOURCES.choices()}, a PyTerrier "
                      "retriever, a mined file path or a NegativeSource")
+
+
+__all__ = ["NEGATIVE_SOURCES", "Factory", "bm25", "cache_corrected", "cache_reencode", "cache_stale", "hybrid",
+           "in_batch", "register_negative_source", "resolve", "unified"]

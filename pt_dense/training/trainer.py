@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from pt_dense.datasets import doc_texts, judged_positives
 from pt_dense.errors import InputError
+from pt_dense.registry import TeacherSource
 from pt_dense.training import checkpoints
 from pt_dense.training.losses import make_loss
 from pt_dense.training.negatives import NegativeSource
@@ -197,7 +198,7 @@ def fit(encoder, topics: pd.DataFrame, qrels: pd.DataFrame, *, corpus=None, nega
                          "collection the qrels judge")
     source: NegativeSource = resolve(negatives, corpus, encoder, n=cfg.n_negatives, depth=cfg.negative_depth,
                                      **cfg.negative_settings)
-    if getattr(loss_fn, "needs_teacher", False) and not hasattr(source, "teacher_scores"):
+    if getattr(loss_fn, "needs_teacher", False) and not isinstance(source, TeacherSource):
         raise InputError(f"loss {cfg.loss!r} learns from a teacher's scores, which negatives={source.describe()!r} "
                          "does not give: use negatives='hybrid' (BM25 + frozen dense fusion scores)")
     source.prepare(topics, positives)

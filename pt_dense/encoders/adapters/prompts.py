@@ -1,7 +1,8 @@
-"""Deep prompts (P-tuning v2 / DPTDR): trainable key/value prefixes in every layer (see :mod:`pt_dense.encoders.prompts`)."""
+"""Deep prompts (P-tuning v2 / DPTDR): trainable key/value prefixes in every layer (:mod:`..prompts`)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch

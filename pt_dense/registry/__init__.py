@@ -1,4 +1,5 @@
-"""One :class:`Registry` type for every extension point, and the ``Protocol`` each kind of extension follows.
+"""One :class:`Registry` type for every extension point, and (from :mod:`.protocols`) the ``Protocol`` each kind of
+extension follows.
 
 A registry maps names to objects: model families, retriever kinds, losses, negative sources, export targets and
 adapters. It refuses a second object under a name it holds, names its choices when a lookup misses, and reads the
@@ -17,11 +18,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 from pt_dense.errors import InputError
+from pt_dense.registry.protocols import (
+    Adapter,
+    ExportTarget,
+    Loss,
+    ModelFamily,
+    NegativeSource,
+    NegativeSourceFactory,
+    RetrieverKind,
+    TeacherSource,
+)
 
 T = TypeVar("T")
 
@@ -70,6 +80,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, group: str | None = None):
         self.kind, self.group = kind, group
         self._entries: dict[str, Any] = {}
+        self._from_entry_points: set[str] = set()
         self._read_entry_points = group is None
 
     def register(self, name: str, obj: Any = None) -> Any:
@@ -122,7 +133,9 @@ class Registry(Generic[T]):
         Returns:
             The registered object (a ``"module:attribute"`` entry is imported now).
         """
-        return self[name] if name in self else default
+        if name not in self:
+            return default
+        return self[name]
 
     def choices(self) -> list[str]:
         """The registered names, sorted (for CLI choices and help).
@@ -136,13 +149,24 @@ class Registry(Generic[T]):
     def _miss(self, name: object) -> InputError:
         return InputError(f"unknown {self.kind} {name!r}; registered: {self.choices()}")
 
+    def refresh(self) -> None:
+        """Forget the entries read from entry points; the next lookup reads them again (after a package install).
+
+        Call ``importlib.invalidate_caches()`` first when the distribution appeared on ``sys.path`` in this process.
+        """
+        for name in self._from_entry_points:
+            self._entries.pop(name, None)
+        self._from_entry_points.clear()
+        self._read_entry_points = self.group is None
+
     def _load_entry_points(self) -> None:
         if self._read_entry_points:
             return
         self._read_entry_points = True
         for point in importlib.metadata.entry_points(group=self.group):
-            origin = point.dist.name if point.dist is not None else "an entry point"
+            origin = point.dist.name if point.dist is not None else "an unnamed distribution"
             self._add(point.name, _Reference(point.value, f"entry point of {origin}"))
+            self._from_entry_points.add(point.name)
 
     def __getitem__(self, name: str) -> T:
         self._load_entry_points()
@@ -198,127 +222,6 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.choices()})"
-
-
-@runtime_checkable
-class ModelFamily(Protocol):
-    """What pt_dense needs of an encoder architecture (see :class:`pt_dense.models.ModelFamily`)."""
-
-    name: str
-    model_types: tuple[str, ...]
-    lora_targets: tuple[str, ...] | None
-    pooling: str
-    special_tokens: tuple[str, str]
-
-    def check_prompts(self) -> None:
-        """Raise ``PromptsUnsupportedError`` when deep prompts cannot reach this family's attention."""
-
-    def max_length(self, config: Any) -> int | None:
-        """The most tokens the model's positions allow."""
-
-    def position_offset(self, config: Any) -> int:
-        """The position id of the first real token."""
-
-    def layer_stack(self, model: Any) -> Any:
-        """The ``ModuleList`` of transformer layers."""
-
-    def set_layer_stack(self, model: Any, layers: Any) -> None:
-        """Replace the layer stack (truncation)."""
-
-    def describe(self, config: Any) -> dict:
-        """What an export's ``config.json`` records of the family."""
-
-
-class RetrieverKind(Protocol):
-    """A retriever class: built as ``kind(index, k=k, **params)``, a PyTerrier stage whose ``search(queries, k)``
-    returns ``(scores, rows)`` (see :class:`pt_dense.index.retriever.DenseRetriever`)."""
-
-    def __call__(self, index: Any, *, k: int, **params: Any) -> Any:
-        """The retriever over ``index``."""
-
-
-@runtime_checkable
-class NegativeSource(Protocol):
-    """Hard negatives for training: ``prepare`` once per fit, ``update`` before each step, ``sample`` per query.
-
-    A source that also teaches (for a loss with ``needs_teacher``) implements :class:`TeacherSource`.
-    """
-
-    n: int
-
-    def prepare(self, topics: Any, positives: Any) -> None:
-        """Called once before training with the topics and their judged positives."""
-
-    def sample(self, qid: str, positives: set[str], n: int, seed: int, epoch: int) -> list[str]:
-        """Up to ``n`` negative docnos of ``qid``."""
-
-    def update(self, encoder: Any, step: int, epoch: int) -> None:
-        """Called before every training step with the encoder as it is."""
-
-    def describe(self) -> str:
-        """A short name for progress bars."""
-
-    def report(self) -> dict:
-        """What the source did (recorded in fit's history)."""
-
-
-@runtime_checkable
-class TeacherSource(NegativeSource, Protocol):
-    """A negative source whose scores teach a distillation loss."""
-
-    def teacher_scores(self, qid: str, docnos: list[str], positives: set[str]) -> list[float]:
-        """The teacher's score of each of ``docnos`` for ``qid``."""
-
-
-#: a negative-source registry entry: ``factory(corpus, encoder, n, depth, **settings) -> NegativeSource``
-NegativeSourceFactory = Callable[..., NegativeSource]
-
-
-class Loss(Protocol):
-    """A training loss (an ``nn.Module``), built as ``loss(temperature=..., **settings)`` and called as
-    ``loss(queries, docs, doc_ids=..., positives=...)`` (plus ``teacher=`` scores when ``needs_teacher``)."""
-
-    needs_teacher: ClassVar[bool]
-
-    def __call__(self, queries: Any, docs: Any, *, doc_ids: Any, positives: Any, **teacher: Any) -> Any:
-        """A scalar loss."""
-
-
-class ExportTarget(Protocol):
-    """An export: ``target(source, out_dir, **settings)`` writes ``source`` and returns what it wrote."""
-
-    def __call__(self, source: Any, out_dir: str | Path, **settings: Any) -> Path:
-        """The path written."""
-
-
-@runtime_checkable
-class Adapter(Protocol):
-    """What trains in an encoder (see :class:`pt_dense.encoders.adapters.Adapter`, the full fine-tuning one)."""
-
-    name: ClassVar[str]
-    default_lr: ClassVar[float]
-    plain: ClassVar[bool]
-
-    def config(self) -> dict:
-        """Settings that rebuild the adapter (``name`` included)."""
-
-    def wrap(self, model: Any) -> Any:
-        """A copy of the plain ``model`` carrying the adapter."""
-
-    def backbone(self, model: Any) -> Any:
-        """The base model of a wrapped ``model``."""
-
-    def save(self, model: Any, folder: Path) -> dict:
-        """Write what must be kept; returns config additions."""
-
-    def load(self, backbone: Any, folder: Path) -> Any:
-        """The ``backbone`` with the adapter saved in ``folder``."""
-
-    def merged(self, model: Any) -> tuple[Any, Any]:
-        """(the model with the adapter folded in, the adapter it then carries)."""
-
-    def export_model(self, model: Any) -> Any:
-        """A copy of ``model`` with plain weights (for ONNX)."""
 
 
 __all__ = ["GROUPS", "Adapter", "ExportTarget", "Loss", "ModelFamily", "NegativeSource", "NegativeSourceFactory",
