@@ -54,7 +54,7 @@ class PEFA(PefaCore):
     def tune(self, valid_topics: pd.DataFrame, valid_qrels: pd.DataFrame, **grid) -> dict:
         """Pick lam (and k for XL) on validation data, scoring each setting with the stage :meth:`retriever` serves:
         ``{"best", "grid", "pefa"}``, where ``pefa`` is a new PEFA with the best settings (see
-        :func:`pt_dense.pefa.tuning.tune` for the grid and the measure).
+        ``pt_dense.pefa.tuning.tune`` for the grid and the measure).
 
         Args:
             valid_topics: ``qid, query`` of validation queries (not training queries).

@@ -42,7 +42,7 @@ class PefaCore:
     """The training-query side of PEFA over an existing DenseIndex: its memory (encoded training queries and their
     labels) and its scores, without any stage (see :class:`~pt_dense.PEFA` for the stages and tuning).
 
-    Settings never change in place: :meth:`with_settings` returns a new object (sharing the encoded training
+    Settings never change in place: ``with_settings`` returns a new object (sharing the encoded training
     queries), so stages already built keep the settings they were built with.
     """
 
