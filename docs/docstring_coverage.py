@@ -215,6 +215,8 @@ def check_class(cls: type) -> list[str]:
     if issubclass(cls, BaseException):
         return []
     init = cls.__dict__.get("__init__")
+    if getattr(init, "__name__", "") == "_no_init_or_replace_init":  # a typing.Protocol's: not a constructor
+        init = None
     if init is None and dataclasses.is_dataclass(cls):
         init = cls.__init__
     if init is None or not inspect.isfunction(init):

@@ -35,16 +35,16 @@ _EXPORTS = {
     "EncoderMismatchError": "pt_dense.errors",
     "DeploymentError": "pt_dense.errors",
 }
-_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "report",
-               "scaling", "training")
+_SUBMODULES = ("datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "registry",
+               "report", "scaling", "training")
 
 __all__ = [  # noqa: RUF022 (grouped: classes, functions, errors, modules)
     "BM25", "BiEncoder", "CachedNegatives", "CorrectedNegatives", "Corrector", "DenseIndex", "OnnxEncoder", "PEFA",
     "PromptBank", "TorchEncoder", "linear_fusion", "rrf",
     "DeploymentError", "EncoderMismatchError", "IndexExistsError", "IndexFormatError", "IndexReadOnlyError",
     "InputError", "MissingColumnsError", "PtDenseError", "UnknownModelError",
-    "datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "report", "scaling",
-    "training",
+    "datasets", "deploy", "evaluation", "export", "fusion", "index", "metrics", "models", "pefa", "registry", "report",
+    "scaling", "training",
 ]
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         metrics,
         models,
         pefa,
+        registry,
         report,
         scaling,
         training,

