@@ -28,6 +28,8 @@ from pt_dense.distributed import (
     RayMissingError,
     ShardedRetriever,
     ShardLostError,
+    connect,
+    disconnect,
     encode_on_ray,
     split_index,
 )
@@ -39,15 +41,19 @@ DOCS = 300
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    import ray
+    from pt_dense.io.jvm import start_jvm
+    from pt_dense.io.signals import handler_addresses
 
+    start_jvm()  # as in a full run, a JVM is already there when Ray starts: its fault handlers must survive Ray
+    before = handler_addresses()
     # workers import this module (the test encoders below are pickled by reference): put tests/ on their path
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent),
                                                              os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    ray = connect(num_cpus=2, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    assert handler_addresses() == before  # ray.init installs crash handlers of its own over the JVM's
     yield ray
-    ray.shutdown()
+    disconnect()
+    assert handler_addresses() == before  # ray.shutdown resets them to the default
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import importlib
 from types import ModuleType
 
 from pt_dense.errors import PtDenseError
+from pt_dense.io.signals import kept_fault_handlers
 
 INSTALL_HINT = "install it with `pip install 'pt-dense[ray]'` (Ray 2.60 or newer with Ray Data)"
 #: the addresses that mean "the cluster named by RAY_ADDRESS or one running on this machine, else a local one"
@@ -64,15 +65,24 @@ def connect(address: str | None = "auto", **init_args) -> ModuleType:
         return ray
     settings = {"include_dashboard": False, "log_to_driver": False, **init_args}
     try:
-        if address is None or address in LOCAL:
-            ray.init(**settings)
-        else:
-            ray.init(address=address, **settings)
+        with kept_fault_handlers():  # Ray's crash handlers would take SIGSEGV from a JVM already running here
+            if address is None or address in LOCAL:
+                ray.init(**settings)
+            else:
+                ray.init(address=address, **settings)
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise WorkerError(f"could not reach the Ray cluster at {address!r}: {err}. Start it with `ray start --head` "
                           "on the head node (and `ray start --address=<head>:6379` on each worker), or give "
                           "--ray auto to run on this machine alone") from err
     return ray
+
+
+def disconnect() -> None:
+    """Leave the Ray cluster (stopping a local one this process started), keeping this process's fault handlers
+    (``ray.shutdown`` resets them, which would leave a running JVM to die on its next ordinary fault)."""
+    ray = require_ray()
+    with kept_fault_handlers():
+        ray.shutdown()
 
 
 def user_error(err: BaseException) -> PtDenseError | None:
