@@ -220,7 +220,7 @@ def test_a_recipe_sets_adapter_negatives_and_settings_and_explicit_flags_win(tin
         history = plain.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, recipe="tiny-test", progress=False)
         assert len(history["loss"]) == 4  # the recipe's two epochs
     finally:
-        RECIPES.pop("tiny-test")
+        RECIPES.unregister("tiny-test")
 
 
 def test_resume_under_other_settings_is_refused_naming_the_difference(tiny_collection):
