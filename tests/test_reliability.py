@@ -215,7 +215,7 @@ def test_a_recipe_sets_adapter_negatives_and_settings_and_explicit_flags_win(tin
         plain = encoder(0)
         with pytest.raises(InputError, match=r"recipe 'tiny-test' trains lora, but this encoder is full.*with_lora"):
             plain.fit(TOPICS, QRELS, corpus=DOCS, recipe="tiny-test")
-        with pytest.raises(InputError, match=r"unknown recipe 'nope'; known: .*tiny-test"):
+        with pytest.raises(InputError, match=r"unknown recipe 'nope'; registered: .*tiny-test"):
             plain.fit(TOPICS, QRELS, corpus=DOCS, recipe="nope")
         history = plain.with_lora(r=2).fit(TOPICS, QRELS, corpus=DOCS, recipe="tiny-test", progress=False)
         assert len(history["loss"]) == 4  # the recipe's two epochs
