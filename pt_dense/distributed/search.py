@@ -23,7 +23,7 @@ from pt_dense.encoders.stages import ENCODER_KEY, fingerprint_for
 from pt_dense.errors import PtDenseError
 from pt_dense.index.dense_index import DenseIndex
 from pt_dense.index.faiss_kinds import check_int
-from pt_dense.index.retriever import make_retriever, results_frame
+from pt_dense.index.retriever import make_retriever, query_vector_inputs, ranked_outputs, results_frame
 from pt_dense.index.shards import shard_range
 from pt_dense.io.validation import require_columns, stack_vectors
 
@@ -164,12 +164,8 @@ class ShardedRetriever(pt.Transformer):
     def __repr__(self) -> str:
         return f"ShardedRetriever({self.index!r}, shards={len(self.parts)}, k={self.k}, kind={self.kind!r})"
 
-    def transform_inputs(self) -> list[str]:
-        return ["qid", "query_vec"]
-
-    def transform_outputs(self, input_columns: list[str]) -> list[str]:
-        require_columns(input_columns, ["qid", "query_vec"], self)
-        return list(input_columns) + [c for c in ("docno", "score", "rank") if c not in input_columns]
+    transform_inputs = query_vector_inputs
+    transform_outputs = ranked_outputs
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Search every shard for each query of ``inp`` and keep the best ``k`` hits."""

@@ -27,6 +27,18 @@ FLAT_CHUNK_ROWS = 1 << 20
 SCORE_BLOCK = 1 << 25
 
 
+def query_vector_inputs(stage: pt.Transformer) -> list[str]:
+    """The columns a first-stage retriever of query vectors reads (its ``transform_inputs``)."""
+    return ["qid", "query_vec"]
+
+
+def ranked_outputs(stage: pt.Transformer, input_columns: list[str]) -> list[str]:
+    """A retriever's ``transform_outputs``: its input columns (``qid, query_vec`` required) and ``docno, score,
+    rank``."""
+    require_columns(input_columns, ["qid", "query_vec"], stage)
+    return list(input_columns) + [c for c in ("docno", "score", "rank") if c not in input_columns]
+
+
 class DenseRetriever(pt.Transformer):
     """``qid, query_vec`` -> ``docno, score, rank`` (input columns kept), top ``k`` by inner product.
 
@@ -78,12 +90,8 @@ class DenseRetriever(pt.Transformer):
     def __hash__(self) -> int:
         return hash(self._config())
 
-    def transform_inputs(self) -> list[str]:
-        return ["qid", "query_vec"]
-
-    def transform_outputs(self, input_columns: list[str]) -> list[str]:
-        require_columns(input_columns, ["qid", "query_vec"], self)
-        return list(input_columns) + [c for c in ("docno", "score", "rank") if c not in input_columns]
+    transform_inputs = query_vector_inputs
+    transform_outputs = ranked_outputs
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         require_columns(inp.columns, ["qid", "query_vec"], self)
